@@ -1,0 +1,55 @@
+# mlstack: `make help` lists every target.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_VERSION ?= 3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.synced-stamp
+TOOLS := .cache/bin
+
+.PHONY: help
+help: ## List every target with its description
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml uv.lock
+	@command -v uv >/dev/null || python3 -m pip install --quiet uv
+	uv sync --frozen --all-extras --python $(PYTHON_VERSION)
+	@touch $@
+
+.PHONY: venv
+venv: $(STAMP) ## Create the virtual environment from the lock file
+
+.PHONY: lock
+lock: ## Re-resolve dependencies into uv.lock
+	uv lock --python $(PYTHON_VERSION)
+
+.PHONY: lint
+lint: $(STAMP) ## Ruff lint and format check, mypy on app/ and training/
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+.PHONY: fmt
+fmt: $(STAMP) ## Format and autofix with ruff
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+.PHONY: unit
+unit: $(STAMP) ## Unit tests (no processes started)
+	$(PY) -m pytest tests/unit -q
+
+.PHONY: integration
+integration: $(STAMP) ## Integration tests against real mlflow server and uvicorn processes
+	$(PY) -m pytest tests/integration -q
+
+.PHONY: test
+test: lint unit integration ## Every check that needs no cluster (what CI runs)
+
+.PHONY: train-local
+train-local: $(STAMP) ## One training round against MLFLOW_TRACKING_URI (default the demo server)
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:5000} $(PY) -m training $(ARGS)
+
+.PHONY: demo
+demo: $(STAMP) ## Local MLflow + a training round + the service, end to end, then stop it all
+	$(PY) -m hack.demo

@@ -1,0 +1,94 @@
+"""`python -m training`: one training round from the command line.
+
+Exit status: 0 for a finished round whatever the gate decided, 2 for invalid input,
+3 when MLflow cannot be reached, 1 for any other failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from pydantic import ValidationError
+
+from training.data import DatasetError
+from training.registry import MlflowUnavailable
+from training.settings import TrainingSettings
+
+EXIT_INVALID_INPUT = 2
+EXIT_MLFLOW_UNAVAILABLE = 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m training",
+        description="Train candidate classifiers, track them in MLflow, register the best "
+        "one and give it the champion or challenger alias through the quality gate. "
+        "MLflow is found through MLFLOW_TRACKING_URI. Every option is also an environment "
+        "variable MLSTACK_<OPTION> (e.g. MLSTACK_MODEL_NAME).",
+    )
+    for name, info in TrainingSettings.model_fields.items():
+        if info.validation_alias:  # MLflow's own variable, not a flag
+            continue
+        flag = "--" + name.replace("_", "-")
+        default = info.default
+        if isinstance(default, tuple):
+            default = ",".join(default)
+        help_text = f"{info.description} (default: {default})"
+        if info.annotation is bool:
+            parser.add_argument(
+                flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
+        else:
+            parser.add_argument(flag, dest=name, default=None, help=help_text, metavar=name.upper())
+    return parser
+
+
+def parse_settings(argv: list[str] | None) -> TrainingSettings:
+    args = vars(_parser().parse_args(argv))
+    overrides: dict[str, Any] = {k: v for k, v in args.items() if v is not None}
+    return TrainingSettings(**overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = parse_settings(argv)
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"]) or "settings"
+            print(f"error: {where}: {error['msg']}", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    tracking_uri = settings.tracking_uri
+
+    from training.round import run_round
+
+    try:
+        result = run_round(settings, tracking_uri)
+    except DatasetError as exc:
+        print(f"error: invalid dataset: {exc}", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    except MlflowUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_MLFLOW_UNAVAILABLE
+    _summary(result, settings, tracking_uri)
+    return 0
+
+
+def _summary(result: Any, settings: TrainingSettings, tracking_uri: str) -> None:
+    winner = result.winner
+    print()
+    print(f"winner     {winner.family} {winner.best_params}")
+    for name, value in sorted(winner.metrics.items()):
+        print(f"  {name:<16} {value:.4f}")
+    print(f"registered {settings.model_name} v{result.version}")
+    print(f"decision   {result.decision.alias}: {result.decision.reason}")
+    print(f"onnx       {'yes' if result.onnx.path else 'no'} ({result.onnx.reason})")
+    print(f"took       {result.seconds:.1f} s")
+    if tracking_uri.startswith(("http://", "https://")):
+        base = tracking_uri.rstrip("/")
+        print(f"mlflow ui  {base}/#/experiments/{result.experiment_id}/runs/{result.run_id}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""Every name that crosses the line between training (writer) and serving (reader).
+
+This module imports nothing heavy: the inference service imports it too. No string defined
+here is spelled anywhere else in the code base.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Final
+
+DEFAULT_MODEL_NAME: Final = "mlstack-classifier"
+DEFAULT_EXPERIMENT: Final = "mlstack"
+
+# Registry aliases: the only pointers mlstack uses (stages are deprecated in MLflow).
+ALIAS_CHAMPION: Final = "champion"
+ALIAS_CHALLENGER: Final = "challenger"
+
+# Files stored with every registered version, relative to the logged model's artifact root.
+# `extra_files/` is where MLflow's sklearn flavour places files passed as `extra_files`.
+EXTRA_DIR: Final = "extra_files"
+MANIFEST_FILE: Final = f"{EXTRA_DIR}/mlstack.json"
+ONNX_FILE: Final = f"{EXTRA_DIR}/model.onnx"
+BASELINE_FILE: Final = f"{EXTRA_DIR}/baseline.json"
+MLMODEL_FILE: Final = "MLmodel"
+
+# Manifest format version: bump when the manifest's keys change incompatibly.
+MANIFEST_VERSION: Final = 1
+
+# ONNX graph names.
+ONNX_INPUT: Final = "input"
+ONNX_PROBABILITIES: Final = "probabilities"
+ONNX_LABEL: Final = "label"
+
+# Tag keys, on runs and on registered versions.
+TAG_DATASET_NAME: Final = "mlstack.dataset.name"
+TAG_DATASET_HASH: Final = "mlstack.dataset.sha256"
+TAG_CODE_VERSION: Final = "mlstack.code_version"
+TAG_CANDIDATE: Final = "mlstack.candidate"
+TAG_ROUND_ROLE: Final = "mlstack.run_role"
+TAG_ONNX: Final = "mlstack.onnx"
+TAG_ONNX_MAX_ABS_DIFF: Final = "mlstack.onnx.max_abs_diff"
+TAG_ONNX_LABEL_MISMATCHES: Final = "mlstack.onnx.label_mismatches"
+TAG_ONNX_REASON: Final = "mlstack.onnx.reason"
+TAG_GATE_DECISION: Final = "mlstack.gate.decision"
+TAG_GATE_REASON: Final = "mlstack.gate.reason"
+TAG_GATE_METRIC: Final = "mlstack.gate.metric"
+TAG_GATE_SCORE: Final = "mlstack.gate.score"
+TAG_GATE_CHAMPION_SCORE: Final = "mlstack.gate.champion_score"
+TAG_GATE_CHAMPION_VERSION: Final = "mlstack.gate.champion_version"
+TAG_PREVIOUS_CHAMPION: Final = "mlstack.previous_champion"
+
+ROLE_ROUND: Final = "round"
+ROLE_CANDIDATE: Final = "candidate"
+
+# Held-out metrics, by name. Each says whether a higher value is better: the gate needs it.
+METRIC_DIRECTIONS: Final[dict[str, bool]] = {
+    "accuracy": True,
+    "f1_macro": True,
+    "precision_macro": True,
+    "recall_macro": True,
+    "roc_auc_ovr": True,
+    "log_loss": False,
+}
+TEST_METRIC_PREFIX: Final = "test_"
+CV_MEAN_METRIC: Final = "cv_mean"
+CV_STD_METRIC: Final = "cv_std"
+FIT_SECONDS_METRIC: Final = "fit_seconds"
+
+# Baseline statistics for drift: per feature, quantile bin edges of the training split and the
+# proportion of training rows in each bin. The service computes the population stability index
+# (PSI) of its recent inputs over the same bins.
+BASELINE_BINS: Final = 10
+
+
+class ManifestError(ValueError):
+    """A manifest or baseline file does not have the shape this code reads."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a registered version tells the service: stored as `MANIFEST_FILE`."""
+
+    features: tuple[str, ...]
+    classes: tuple[str, ...]
+    sklearn_file: str
+    sklearn_format: str
+    skops_trusted_types: tuple[str, ...]
+    onnx: bool
+    metrics: dict[str, float]
+    dataset: str
+    dataset_sha256: str
+    manifest_version: int = MANIFEST_VERSION
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        return json.dumps(data, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Manifest:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ManifestError(f"manifest is not JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ManifestError("manifest is not a JSON object")
+        version = data.get("manifest_version")
+        if version != MANIFEST_VERSION:
+            raise ManifestError(
+                f"manifest_version {version!r} is not supported (expected {MANIFEST_VERSION})"
+            )
+        try:
+            features = _strings(data, "features")
+            classes = _strings(data, "classes")
+            manifest = cls(
+                features=features,
+                classes=classes,
+                sklearn_file=str(data["sklearn_file"]),
+                sklearn_format=str(data["sklearn_format"]),
+                skops_trusted_types=_strings(data, "skops_trusted_types"),
+                onnx=bool(data["onnx"]),
+                metrics={str(k): float(v) for k, v in dict(data["metrics"]).items()},
+                dataset=str(data["dataset"]),
+                dataset_sha256=str(data["dataset_sha256"]),
+            )
+        except KeyError as exc:
+            raise ManifestError(f"manifest has no key {exc.args[0]!r}") from exc
+        if not features:
+            raise ManifestError("manifest lists no features")
+        if len(classes) < 2:
+            raise ManifestError("manifest lists fewer than 2 classes")
+        return manifest
+
+
+def _strings(data: dict[str, Any], key: str) -> tuple[str, ...]:
+    value = data[key]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ManifestError(f"manifest key {key!r} is not a list of strings")
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class FeatureBaseline:
+    """Bin edges (len = bins + 1, outer edges infinite) and training proportions per bin."""
+
+    edges: tuple[float, ...]
+    proportions: tuple[float, ...]
+
+
+def baseline_to_json(baseline: dict[str, FeatureBaseline]) -> str:
+    # JSON has no infinity: the outer edges are implicit and only the inner ones are stored.
+    return json.dumps(
+        {
+            "bins": BASELINE_BINS,
+            "features": {
+                name: {"inner_edges": list(b.edges[1:-1]), "proportions": list(b.proportions)}
+                for name, b in baseline.items()
+            },
+        },
+        indent=2,
+    )
+
+
+def baseline_from_json(text: str | bytes) -> dict[str, FeatureBaseline]:
+    try:
+        data = json.loads(text)
+        out: dict[str, FeatureBaseline] = {}
+        for name, entry in data["features"].items():
+            inner = tuple(float(x) for x in entry["inner_edges"])
+            props = tuple(float(x) for x in entry["proportions"])
+            if len(props) != len(inner) + 1:
+                raise ManifestError(f"baseline of feature {name!r}: bins and edges disagree")
+            out[str(name)] = FeatureBaseline((-math.inf, *inner, math.inf), props)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        if isinstance(exc, ManifestError):
+            raise
+        raise ManifestError(f"baseline file is malformed: {exc!r}") from exc
+    return out

@@ -1,0 +1,344 @@
+"""One training round: search every candidate, log it, register the winner, apply the gate."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from training import contract
+from training.candidates import build
+from training.data import Dataset, load_dataset, split
+from training.evaluate import baseline_statistics, held_out_metrics, write_confusion
+from training.gate import Decision, decide
+from training.onnx_export import OnnxResult, export
+from training.registry import register, score_champion, wait_for_mlflow
+from training.settings import TrainingSettings
+
+# sklearn's scorer name for each held-out metric, for the cross-validated search.
+_SCORERS = {
+    "accuracy": "accuracy",
+    "f1_macro": "f1_macro",
+    "precision_macro": "precision_macro",
+    "recall_macro": "recall_macro",
+    "roc_auc_ovr": "roc_auc_ovr",
+    "log_loss": "neg_log_loss",
+}
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    family: str
+    run_id: str
+    best_params: dict[str, Any]
+    cv_mean: float
+    cv_std: float
+    fit_seconds: float
+    metrics: dict[str, float]
+    model: Any = field(repr=False)
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    run_id: str
+    experiment_id: str
+    winner: CandidateResult
+    version: str
+    decision: Decision
+    onnx: OnnxResult
+    candidates: list[CandidateResult]
+    seconds: float
+
+
+def code_version(settings: TrainingSettings) -> str:
+    if settings.code_version:
+        return settings.code_version
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        try:
+            return f"mlstack-{package_version('mlstack')}"
+        except PackageNotFoundError:
+            return "unknown"
+
+
+def run_round(
+    settings: TrainingSettings, tracking_uri: str, out: TextIO = sys.stdout
+) -> RoundResult:
+    """Run one round. Raises DatasetError before any MLflow run exists, MlflowUnavailable
+    when the server cannot be reached; no alias moves unless every step before it succeeded.
+    """
+    started = time.monotonic()
+    dataset = load_dataset(
+        settings.dataset, settings.csv, settings.target, settings.test_size, settings.cv_folds
+    )
+    _say(
+        out,
+        f"dataset {dataset.name}: {len(dataset.labels)} rows, "
+        f"{len(dataset.feature_names)} features, {dataset.labels.nunique()} classes",
+    )
+    wait_for_mlflow(tracking_uri, settings.mlflow_timeout_seconds)
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    experiment = mlflow.set_experiment(settings.experiment)
+    data = split(dataset, settings.test_size, settings.seed)
+    classes = sorted(str(c) for c in np.unique(data.y_train))
+    version_tag = code_version(settings)
+    common_tags = {
+        contract.TAG_DATASET_NAME: dataset.name,
+        contract.TAG_DATASET_HASH: dataset.sha256,
+        contract.TAG_CODE_VERSION: version_tag,
+    }
+
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        mlflow.start_run(
+            run_name=f"round-{dataset.name}",
+            tags={**common_tags, contract.TAG_ROUND_ROLE: contract.ROLE_ROUND},
+        ) as parent,
+    ):
+        workdir = Path(tmp)
+        mlflow.log_params(
+            {
+                "dataset": dataset.name,
+                "candidates": ",".join(settings.candidates),
+                "test_size": settings.test_size,
+                "cv_folds": settings.cv_folds,
+                "seed": settings.seed,
+                "gate_metric": settings.metric,
+                "gate_margin": settings.margin,
+                "gate_floor": settings.min_score,
+            }
+        )
+        from mlflow.data.pandas_dataset import from_pandas
+
+        mlflow.log_input(
+            from_pandas(dataset.frame(), name=dataset.name, targets=dataset.target),
+            context="training",
+        )
+        results = []
+        for index, family in enumerate(settings.candidates, start=1):
+            result = _search(family, settings, data, classes, common_tags, workdir)
+            results.append(result)
+            _say(
+                out,
+                f"[{index}/{len(settings.candidates)}] {family:<18} "
+                f"cv {settings.metric} {result.cv_mean:.4f} ± {result.cv_std:.4f}  "
+                f"held-out {settings.metric} {result.metrics[settings.metric]:.4f}  "
+                f"({result.fit_seconds:.1f} s)",
+            )
+        # Select on cross-validation (training data only); the held-out split stays unbiased
+        # for the gate. The first family listed wins a tie.
+        sign = 1.0 if contract.METRIC_DIRECTIONS[settings.metric] else -1.0
+        winner = max(results, key=lambda r: sign * r.cv_mean)
+        mlflow.set_tag(contract.TAG_CANDIDATE, winner.family)
+        mlflow.log_metrics(
+            {f"{contract.TEST_METRIC_PREFIX}{k}": v for k, v in winner.metrics.items()}
+        )
+        mlflow.log_metrics(
+            {
+                contract.CV_MEAN_METRIC: winner.cv_mean,
+                contract.CV_STD_METRIC: winner.cv_std,
+                contract.FIT_SECONDS_METRIC: winner.fit_seconds,
+            }
+        )
+
+        onnx = (
+            export(winner.model, data.x_test.to_numpy(), classes, workdir, settings.onnx_tolerance)
+            if settings.onnx
+            else OnnxResult(None, "disabled by settings")
+        )
+        _say(out, f"onnx: {'exported' if onnx.path else 'not exported'} ({onnx.reason})")
+        model_info = _log_model(winner, dataset, data.x_train, classes, onnx, workdir)
+
+        champion = score_champion(
+            client, settings.model_name, settings.metric, data.x_test, data.y_test, classes
+        )
+        score = winner.metrics[settings.metric]
+        decision = decide(
+            settings.metric, score, champion, settings.margin, settings.min_score, settings.force
+        )
+        version_tags = {
+            **common_tags,
+            contract.TAG_CANDIDATE: winner.family,
+            contract.TAG_ONNX: str(onnx.path is not None).lower(),
+            contract.TAG_ONNX_REASON: onnx.reason,
+            contract.TAG_GATE_DECISION: decision.alias,
+            contract.TAG_GATE_REASON: decision.reason,
+            contract.TAG_GATE_METRIC: settings.metric,
+            contract.TAG_GATE_SCORE: f"{score:.6f}",
+        }
+        if onnx.max_abs_diff is not None:
+            version_tags[contract.TAG_ONNX_MAX_ABS_DIFF] = f"{onnx.max_abs_diff:.3g}"
+            version_tags[contract.TAG_ONNX_LABEL_MISMATCHES] = str(onnx.label_mismatches)
+        if champion is not None:
+            version_tags[contract.TAG_GATE_CHAMPION_VERSION] = champion.version
+            if champion.score is not None:
+                version_tags[contract.TAG_GATE_CHAMPION_SCORE] = f"{champion.score:.6f}"
+            if decision.promoted:
+                version_tags[contract.TAG_PREVIOUS_CHAMPION] = champion.version
+        model_version = register(settings.model_name, model_info.model_uri, version_tags)
+        mlflow.set_tags(
+            {contract.TAG_GATE_DECISION: decision.alias, contract.TAG_GATE_REASON: decision.reason}
+        )
+        # The alias moves last: every failure above leaves the registry's pointers alone.
+        client.set_registered_model_alias(
+            settings.model_name, decision.alias, str(model_version.version)
+        )
+
+    return RoundResult(
+        parent.info.run_id,
+        experiment.experiment_id,
+        winner,
+        str(model_version.version),
+        decision,
+        onnx,
+        results,
+        time.monotonic() - started,
+    )
+
+
+def _search(
+    family: str,
+    settings: TrainingSettings,
+    data: Any,
+    classes: list[str],
+    tags: dict[str, str],
+    workdir: Path,
+) -> CandidateResult:
+    import mlflow
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+    candidate = build(family, settings.seed)
+    with mlflow.start_run(
+        run_name=family,
+        nested=True,
+        tags={
+            **tags,
+            contract.TAG_ROUND_ROLE: contract.ROLE_CANDIDATE,
+            contract.TAG_CANDIDATE: family,
+        },
+    ) as run:
+        search = GridSearchCV(
+            candidate.estimator,
+            candidate.grid,
+            scoring=_SCORERS[settings.metric],
+            cv=StratifiedKFold(settings.cv_folds, shuffle=True, random_state=settings.seed),
+            refit=True,
+            n_jobs=1,
+            error_score="raise",
+        )
+        started = time.perf_counter()
+        search.fit(data.x_train.to_numpy(), data.y_train)
+        fit_seconds = time.perf_counter() - started
+        index = search.best_index_
+        sign = 1.0 if contract.METRIC_DIRECTIONS[settings.metric] else -1.0
+        cv_mean = sign * float(search.cv_results_["mean_test_score"][index])
+        cv_std = float(search.cv_results_["std_test_score"][index])
+        model = search.best_estimator_
+        proba = _proba_in_order(model, data.x_test.to_numpy(), classes)
+        metrics = held_out_metrics(data.y_test, proba, classes)
+        mlflow.log_params({"family": family, **{k: str(v) for k, v in search.best_params_.items()}})
+        mlflow.log_metrics({f"{contract.TEST_METRIC_PREFIX}{k}": v for k, v in metrics.items()})
+        mlflow.log_metrics(
+            {
+                contract.CV_MEAN_METRIC: cv_mean,
+                contract.CV_STD_METRIC: cv_std,
+                contract.FIT_SECONDS_METRIC: fit_seconds,
+            }
+        )
+        directory = workdir / family
+        directory.mkdir()
+        for path in write_confusion(data.y_test, proba, classes, directory):
+            mlflow.log_artifact(str(path))
+        return CandidateResult(
+            family,
+            run.info.run_id,
+            dict(search.best_params_),
+            cv_mean,
+            cv_std,
+            fit_seconds,
+            metrics,
+            model,
+        )
+
+
+def _proba_in_order(model: Any, x: np.ndarray, classes: list[str]) -> np.ndarray:
+    proba = np.asarray(model.predict_proba(x))
+    order = [list(map(str, model.classes_)).index(c) for c in classes]
+    return proba[:, order]
+
+
+def _log_model(
+    winner: CandidateResult,
+    dataset: Dataset,
+    x_train: Any,
+    classes: list[str],
+    onnx: OnnxResult,
+    workdir: Path,
+) -> Any:
+    import mlflow.sklearn
+    import sklearn
+    import skops
+    import skops.io
+    from mlflow.models import infer_signature
+
+    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(winner.model))
+    manifest = contract.Manifest(
+        features=tuple(dataset.feature_names),
+        classes=tuple(classes),
+        sklearn_file="model.skops",
+        sklearn_format="skops",
+        skops_trusted_types=tuple(trusted),
+        onnx=onnx.path is not None,
+        metrics={f"{contract.TEST_METRIC_PREFIX}{k}": v for k, v in winner.metrics.items()},
+        dataset=dataset.name,
+        dataset_sha256=dataset.sha256,
+    )
+    files = workdir / "model-files"
+    files.mkdir()
+    (files / Path(contract.MANIFEST_FILE).name).write_text(manifest.to_json())
+    (files / Path(contract.BASELINE_FILE).name).write_text(
+        contract.baseline_to_json(baseline_statistics(x_train))
+    )
+    extra = [str(p) for p in sorted(files.iterdir())]
+    if onnx.path is not None:
+        extra.append(str(onnx.path))
+    example = x_train.head(3)
+    signature = infer_signature(example, _proba_in_order(winner.model, example.to_numpy(), classes))
+    return mlflow.sklearn.log_model(
+        winner.model,
+        name="model",
+        signature=signature,
+        input_example=example,
+        pyfunc_predict_fn="predict_proba",
+        metadata={"classes": classes},
+        extra_files=extra,
+        pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"skops=={skops.__version__}"],
+        serialization_format="skops",
+        skops_trusted_types=trusted,
+    )
+
+
+def _say(out: TextIO, line: str) -> None:
+    print(line, file=out, flush=True)

@@ -1,0 +1,88 @@
+"""The one settings class of `python -m training`: environment `MLSTACK_*`, CLI flags on top."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from training import contract
+
+FAMILIES: tuple[str, ...] = ("logreg", "random_forest", "svm", "gradient_boosting", "baseline")
+DEFAULT_FAMILIES: tuple[str, ...] = ("logreg", "random_forest", "svm", "gradient_boosting")
+
+
+class TrainingSettings(BaseSettings):
+    """Training round settings. Each field is also a CLI flag (`--field-name`)."""
+
+    model_config = SettingsConfigDict(env_prefix="MLSTACK_", extra="ignore")
+
+    dataset: Literal["iris", "digits", "csv"] = Field(
+        "iris", description="Built-in dataset, or `csv` (implied by --csv)."
+    )
+    csv: Path | None = Field(None, description="CSV file to train on (needs --target).")
+    target: str | None = Field(None, description="Target column of the CSV file.")
+    model_name: str = Field(contract.DEFAULT_MODEL_NAME, description="Registered model name.")
+    experiment: str = Field(contract.DEFAULT_EXPERIMENT, description="MLflow experiment name.")
+    candidates: tuple[str, ...] = Field(
+        DEFAULT_FAMILIES,
+        description=f"Comma-separated families to search, from: {', '.join(FAMILIES)}.",
+    )
+    test_size: float = Field(0.25, gt=0.0, lt=1.0, description="Held-out fraction.")
+    cv_folds: int = Field(5, ge=2, le=20, description="Stratified CV folds on the train split.")
+    seed: int = Field(42, description="Seed for splits and estimators.")
+    metric: str = Field("f1_macro", description="Held-out metric the gate compares.")
+    margin: float = Field(
+        0.0, ge=0.0, description="Minimum improvement over the champion needed to promote."
+    )
+    min_score: float = Field(0.7, description="Absolute floor the gate metric must clear.")
+    force: bool = Field(False, description="Promote even when the champion's signature differs.")
+    onnx: bool = Field(True, description="Export ONNX (kept only when parity holds).")
+    onnx_tolerance: float = Field(1e-5, gt=0.0, description="Max ONNX probability difference.")
+    mlflow_timeout_seconds: float = Field(
+        60.0, gt=0.0, description="How long to retry an unreachable MLflow before giving up."
+    )
+    tracking_uri: str = Field(
+        "http://127.0.0.1:5000",
+        validation_alias="MLFLOW_TRACKING_URI",
+        description="MLflow tracking server (environment MLFLOW_TRACKING_URI only).",
+    )
+    code_version: str | None = Field(
+        None, description="Code version tag (default: git commit, else package version)."
+    )
+
+    @field_validator("candidates", mode="before")
+    @classmethod
+    def _split_candidates(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("candidates")
+    @classmethod
+    def _known_candidates(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("at least one candidate family is needed")
+        unknown = [v for v in value if v not in FAMILIES]
+        if unknown:
+            raise ValueError(f"unknown families {unknown}; choose from {', '.join(FAMILIES)}")
+        return tuple(dict.fromkeys(value))
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value not in contract.METRIC_DIRECTIONS:
+            raise ValueError(
+                f"unknown metric {value!r}; choose from {', '.join(contract.METRIC_DIRECTIONS)}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _csv_needs_target(self) -> TrainingSettings:
+        if self.csv is not None:
+            self.dataset = "csv"
+        if self.dataset == "csv" and (self.csv is None or not self.target):
+            raise ValueError("a CSV dataset needs both --csv PATH and --target COLUMN")
+        return self
