@@ -8,6 +8,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.synced-stamp
 TOOLS := .cache/bin
 
+# Each area adds its targets in mk/<area>.mk and its checks to TEST_EXTRA.
+TEST_EXTRA :=
+include $(sort $(wildcard mk/*.mk))
+
 .PHONY: help
 help: ## List every target with its description
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -44,7 +48,7 @@ integration: $(STAMP) ## Integration tests against real mlflow server and uvicor
 	$(PY) -m pytest tests/integration -q
 
 .PHONY: test
-test: lint unit integration ## Every check that needs no cluster (what CI runs)
+test: lint unit integration $(TEST_EXTRA) ## Every check that needs no cluster (what CI runs)
 
 .PHONY: train-local
 train-local: $(STAMP) ## One training round against MLFLOW_TRACKING_URI (default the demo server)

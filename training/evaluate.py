@@ -86,7 +86,8 @@ def baseline_statistics(x_train: pd.DataFrame) -> dict[str, contract.FeatureBase
     out: dict[str, contract.FeatureBaseline] = {}
     quantiles = np.linspace(0, 1, contract.BASELINE_BINS + 1)[1:-1]
     for column in x_train.columns:
-        values = x_train[column].to_numpy(dtype=np.float64)
+        # The service sees float32 inputs: bin on the same values so ties land alike.
+        values = x_train[column].to_numpy(dtype=np.float32).astype(np.float64)
         inner = np.unique(np.quantile(values, quantiles))
         edges = np.concatenate(([-np.inf], inner, [np.inf]))
         counts = bin_counts(values, edges)

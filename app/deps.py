@@ -1,0 +1,31 @@
+"""FastAPI dependencies as typed aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.auth import ApiKeyCheck
+from app.model_store import ModelStore
+from app.settings import Settings
+
+
+def get_store(request: Request) -> ModelStore:
+    store: ModelStore = request.app.state.store
+    return store
+
+
+def get_app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def require_api_key(request: Request) -> None:
+    auth: ApiKeyCheck = request.app.state.auth
+    auth.check(request.scope["headers"])
+
+
+StoreDep = Annotated[ModelStore, Depends(get_store)]
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+ApiKeyDep = Annotated[None, Depends(require_api_key)]

@@ -1,0 +1,77 @@
+"""`create_app()`: the inference service as an ASGI application.
+
+Run with `uvicorn --factory app.main:create_app` or `python -m app`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from app import log as app_log
+from app import metrics
+from app.auth import ApiKeyCheck
+from app.errors import ServiceError
+from app.instrument import Instrumented
+from app.model_store import ModelStore
+from app.routes import health, model
+from app.routes.predict import PredictEndpoint, docs_router
+from app.settings import Settings
+
+log = structlog.get_logger("app.main")
+
+
+def create_app(settings: Settings | None = None) -> Instrumented:
+    """Build the service. Settings default to the environment (MLSTACK_*, MLFLOW_TRACKING_URI).
+
+    Raises ValueError for unusable settings (e.g. an unreadable API-key file).
+    """
+    settings = settings or Settings()
+    app_log.configure(settings.log_level)
+    store = ModelStore(settings)
+    auth = ApiKeyCheck(settings.resolved_api_key(), settings.api_key_header)
+    metrics.MODEL_LOADED.set(0)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        log.info(
+            "service.started",
+            model=f"models:/{settings.model_name}@{settings.model_alias}",
+            tracking_uri=settings.tracking_uri,
+            poll_seconds=settings.poll_seconds,
+            auth=auth.enabled,
+        )
+        follower = asyncio.create_task(store.run(), name="model-follower")
+        try:
+            yield
+        finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+            store.close()
+            log.info("service.stopped")
+
+    api = FastAPI(
+        title="mlstack inference",
+        version="0.1.0",
+        summary=f"Serves models:/{settings.model_name}@{settings.model_alias} from MLflow.",
+        lifespan=lifespan,
+    )
+    api.state.settings = settings
+    api.state.store = store
+    api.state.auth = auth
+    api.include_router(docs_router)
+    api.include_router(model.router)
+    api.include_router(health.router)
+
+    @api.exception_handler(ServiceError)
+    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    predict = PredictEndpoint(store, auth, settings.max_body_bytes, settings.max_batch_rows)
+    return Instrumented(api, predict, settings.log_features)

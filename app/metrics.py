@@ -1,0 +1,71 @@
+"""Every Prometheus metric of the service, with its labels.
+
+Label values come from the code (route table, status codes) or the model (version, classes,
+features), never from the request.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+
+# `_created` series double the output and no dashboard or alert reads them.
+disable_created_metrics()
+
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
+
+REQUESTS = Counter(
+    "mlstack_requests", "HTTP requests by route, method and status.", ["route", "method", "status"]
+)
+REQUEST_DURATION = Histogram(
+    "mlstack_request_duration_seconds",
+    "HTTP request latency in seconds, by route and method.",
+    ["route", "method"],
+    buckets=LATENCY_BUCKETS,
+)
+IN_FLIGHT = Gauge("mlstack_requests_in_flight", "HTTP requests being served.")
+PREDICTIONS = Counter(
+    "mlstack_predictions", "Predicted rows by model version and class.", ["model_version", "class"]
+)
+CONFIDENCE = Histogram(
+    "mlstack_prediction_confidence",
+    "Probability of the predicted class, per row.",
+    ["model_version"],
+    buckets=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
+)
+MODEL_INFO = Gauge(
+    "mlstack_model_info", "The model being served (value 1).", ["name", "version", "alias"]
+)
+MODEL_LOADED = Gauge("mlstack_model_loaded", "1 when a model is loaded and served, else 0.")
+MODEL_LOAD_DURATION = Histogram(
+    "mlstack_model_load_duration_seconds",
+    "Time to download, load and check a model version.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+RELOADS = Counter(
+    "mlstack_model_reloads",
+    "Attempts to load a version, by outcome (success, failed, refused).",
+    ["outcome"],
+)
+FEATURE_DRIFT = Gauge(
+    "mlstack_feature_drift_psi",
+    "Population stability index of recent inputs against the training baseline, per feature.",
+    ["feature"],
+)
+DRIFT_WINDOW_ROWS = Gauge("mlstack_drift_window_rows", "Rows in the drift window.")
+
+for _outcome in ("success", "failed", "refused"):
+    RELOADS.labels(_outcome)

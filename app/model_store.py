@@ -1,0 +1,192 @@
+"""The model store: resolves the alias, loads versions beside the live one, swaps atomically.
+
+The live model is one attribute, `current`. The hot path reads it once per request, so a
+request that started on the old model finishes on it; a swap is one reference assignment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import structlog
+
+from app import metrics
+from app.drift import DriftWindow
+from app.errors import ModelLoadError, ModelRefused
+from app.predictors import Predictor, load_predictor
+from app.registry import Registry, RegistryUnavailable, VersionRef
+from app.settings import Settings
+from training import contract
+
+log = structlog.get_logger("app.model_store")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    ref: VersionRef
+    manifest: contract.Manifest
+    predictor: Predictor
+    drift: DriftWindow
+    loaded_at: float
+    run_metrics: dict[str, float]
+    classes: np.ndarray = field(repr=False)
+    # Metric children bound once per version, so the hot path does no label lookups.
+    class_counters: tuple[Any, ...] = field(repr=False)
+    confidence: Any = field(repr=False)
+
+    @property
+    def version(self) -> str:
+        return self.ref.version
+
+
+def load_version(
+    ref: VersionRef, directory: Path, settings: Settings, run_metrics: dict[str, float]
+) -> LoadedModel:
+    """Load a downloaded version and check it with a smoke prediction on its input example.
+
+    Raises ModelLoadError (the files do not load) or ModelRefused (they load but are unfit).
+    """
+    try:
+        manifest = contract.Manifest.from_json((directory / contract.MANIFEST_FILE).read_bytes())
+        baseline = contract.baseline_from_json((directory / contract.BASELINE_FILE).read_bytes())
+        example = orjson.loads((directory / "input_example.json").read_bytes())
+    except (OSError, orjson.JSONDecodeError, contract.ManifestError) as exc:
+        raise ModelLoadError(f"{ref.name} v{ref.version}: {exc}") from exc
+    predictor = load_predictor(directory, manifest)
+    columns = example.get("columns") if isinstance(example, dict) else None
+    if columns != list(manifest.features):
+        raise ModelRefused(
+            f"v{ref.version}: input example columns {columns} differ from the signature "
+            f"{list(manifest.features)}"
+        )
+    rows = np.asarray(example["data"], dtype=np.float32)
+    proba = predictor.predict_proba(rows)
+    if proba.shape != (len(rows), len(manifest.classes)) or not np.allclose(
+        proba.sum(axis=1), 1.0, atol=1e-3
+    ):
+        raise ModelRefused(f"v{ref.version}: smoke prediction gave probabilities {proba.tolist()}")
+    try:
+        drift = DriftWindow(manifest.features, baseline, settings.drift_window)
+    except ValueError as exc:
+        raise ModelRefused(f"v{ref.version}: {exc}") from exc
+    return LoadedModel(
+        ref=ref,
+        manifest=manifest,
+        predictor=predictor,
+        drift=drift,
+        loaded_at=time.time(),
+        run_metrics=run_metrics,
+        classes=np.asarray(manifest.classes, dtype=object),
+        class_counters=tuple(metrics.PREDICTIONS.labels(ref.version, c) for c in manifest.classes),
+        confidence=metrics.CONFIDENCE.labels(ref.version),
+    )
+
+
+class ModelStore:
+    """Holds the live model and follows the alias in a background task."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.current: LoadedModel | None = None
+        self._registry = Registry(settings.tracking_uri, settings.mlflow_timeout_seconds)
+        self._refused: set[str] = set()
+        self.last_error: str | None = None
+
+    def close(self) -> None:
+        self._registry.close()
+
+    async def refresh(self) -> bool:
+        """Check the alias once; load and swap in a new version. True when a swap happened.
+
+        Raises RegistryUnavailable when MLflow cannot be reached (the live model stays).
+        """
+        s = self.settings
+        ref = await asyncio.to_thread(self._registry.resolve, s.model_name, s.model_alias)
+        live = self.current
+        if live is not None and live.version == ref.version:
+            return False
+        if ref.version in self._refused:
+            return False
+        started = time.perf_counter()
+        try:
+            candidate = await asyncio.to_thread(self._download_and_load, ref)
+            if live is not None and candidate.manifest.features != live.manifest.features:
+                raise ModelRefused(
+                    f"v{ref.version} expects features {list(candidate.manifest.features)}, "
+                    f"the live v{live.version} {list(live.manifest.features)}"
+                )
+        except ModelRefused as exc:
+            self._refused.add(ref.version)
+            metrics.RELOADS.labels("refused").inc()
+            log.error("model.swap_refused", version=ref.version, reason=str(exc))
+            self.last_error = str(exc)
+            return False
+        except ModelLoadError as exc:
+            metrics.RELOADS.labels("failed").inc()
+            log.error("model.load_failed", version=ref.version, reason=str(exc))
+            self.last_error = str(exc)
+            return False
+        seconds = time.perf_counter() - started
+        metrics.MODEL_LOAD_DURATION.observe(seconds)
+        metrics.RELOADS.labels("success").inc()
+        self._swap(candidate)
+        log.info(
+            "model.loaded",
+            name=ref.name,
+            alias=ref.alias,
+            version=ref.version,
+            previous=live.version if live else None,
+            predictor=candidate.predictor.kind,
+            seconds=round(seconds, 3),
+        )
+        self.last_error = None
+        return True
+
+    def _download_and_load(self, ref: VersionRef) -> LoadedModel:
+        directory = self._registry.download(ref, self.settings.cache_dir)
+        run_metrics = self._registry.run_metrics(ref.run_id)
+        return load_version(ref, directory, self.settings, run_metrics)
+
+    def _swap(self, candidate: LoadedModel) -> None:
+        old = self.current
+        self.current = candidate  # the swap: one reference assignment
+        if old is not None:
+            metrics.MODEL_INFO.remove(old.ref.name, old.ref.version, old.ref.alias)
+        # Drift is relative to a version's own baseline: old values would mislead.
+        metrics.FEATURE_DRIFT.clear()
+        metrics.MODEL_INFO.labels(candidate.ref.name, candidate.version, candidate.ref.alias).set(1)
+        metrics.MODEL_LOADED.set(1)
+
+    async def run(self) -> None:
+        """Follow the alias forever: every poll interval with a model, with exponential
+        back-off (capped) while none is loaded. Never raises, so the process never exits."""
+        delay = 1.0
+        while True:
+            try:
+                await self.refresh()
+            except RegistryUnavailable as exc:
+                self.last_error = f"MLflow unavailable: {exc}"
+                log.warning(
+                    "registry.unavailable",
+                    error=str(exc),
+                    serving=self.current is not None,
+                    retry_seconds=delay if self.current is None else None,
+                )
+            except ModelLoadError as exc:
+                self.last_error = str(exc)
+                log.warning("model.unresolved", error=str(exc))
+            except Exception as exc:  # a bug must not stop the follower: log and go on
+                self.last_error = repr(exc)
+                log.exception("model.refresh_crashed")
+            if self.current is not None:
+                delay = 1.0
+                await asyncio.sleep(self.settings.poll_seconds)
+            else:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.retry_max_seconds)

@@ -1,0 +1,100 @@
+"""Request bodies of /predict → a float32 array in the model's feature order.
+
+No pandas and no per-request pydantic model: a loop over the known feature names, with a
+message naming the row and field for every way a body can be wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import orjson
+
+from app.errors import InvalidInput, MalformedJson
+
+_NUMBER = (int, float)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def decode(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        # orjson refuses NaN and Infinity; the standard parser accepts them, so a body that
+        # only fails on those gets a message naming the field instead of a column number.
+        try:
+            return json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise MalformedJson(f"body is not valid JSON: {exc}") from None
+
+
+def to_rows(payload: Any, features: tuple[str, ...], max_rows: int) -> tuple[np.ndarray, bool]:
+    """Validate `payload` (one record, or {"instances": [records]}) and return the rows and
+    whether the request was a batch. Raises InvalidInput naming the row and field."""
+    if not isinstance(payload, dict):
+        raise InvalidInput(
+            f'body must be a JSON object (one record or {{"instances": [...]}}), '
+            f"got {_type_name(payload)}"
+        )
+    if "instances" in payload:
+        instances = payload["instances"]
+        if len(payload) != 1:
+            extra = sorted(k for k in payload if k != "instances")
+            raise InvalidInput(f"unknown top-level field(s) besides 'instances': {extra}")
+        if not isinstance(instances, list):
+            raise InvalidInput(f"'instances' must be a list, got {_type_name(instances)}")
+        if not instances:
+            raise InvalidInput("'instances' is empty: send at least one record")
+        if len(instances) > max_rows:
+            raise InvalidInput(
+                f"'instances' has {len(instances)} rows, over the limit of {max_rows} "
+                "(MLSTACK_MAX_BATCH_ROWS)"
+            )
+        values = [_row(record, features, f"instances[{i}]") for i, record in enumerate(instances)]
+        batch = True
+    else:
+        values = [_row(payload, features, "")]
+        batch = False
+    rows = np.array(values, dtype=np.float32)
+    return rows, batch
+
+
+def _row(record: Any, features: tuple[str, ...], where: str) -> list[float]:
+    if not isinstance(record, dict):
+        raise InvalidInput(
+            f"{where or 'body'} must be an object of features, got {_type_name(record)}"
+        )
+    prefix = f"{where}: " if where else ""
+    try:
+        values = [record[name] for name in features]
+    except KeyError:
+        missing = [name for name in features if name not in record]
+        unknown = sorted(k for k in record if k not in features)
+        also = f"; unknown feature(s) {unknown}" if unknown else ""
+        raise InvalidInput(f"{prefix}missing feature(s) {missing}{also}") from None
+    if len(record) != len(features):
+        unknown = sorted(k for k in record if k not in features)
+        raise InvalidInput(f"{prefix}unknown feature(s) {unknown}; expected {list(features)}")
+    for name, value in zip(features, values, strict=True):
+        # bool is an int subclass: refuse it explicitly rather than read True as 1.0.
+        if type(value) not in _NUMBER:
+            raise InvalidInput(
+                f"{prefix}feature {name!r} must be a number, got {_type_name(value)}"
+            )
+        if abs(value) > _FLOAT32_MAX or not math.isfinite(value):
+            raise InvalidInput(
+                f"{prefix}feature {name!r} must be a finite number within float32 range, "
+                f"got {value!r}"
+            )
+    return values
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "boolean", str: "string", list: "array", dict: "object"}.get(
+        type(value), type(value).__name__
+    )

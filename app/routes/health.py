@@ -1,0 +1,40 @@
+"""Probes and metrics: open without an API key, for kubelets and Prometheus."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app import metrics
+from app.deps import SettingsDep, StoreDep
+
+router = APIRouter()
+
+
+@router.get("/livez", summary="Liveness: the process answers (never depends on MLflow)")
+async def livez() -> JSONResponse:
+    return JSONResponse({"status": "alive"})
+
+
+@router.get("/readyz", summary="Readiness: a model is loaded")
+async def readyz(store: StoreDep) -> JSONResponse:
+    model = store.current
+    if model is None:
+        return JSONResponse(
+            {"status": "not ready", "reason": store.last_error or "no model loaded yet"},
+            status_code=503,
+        )
+    return JSONResponse({"status": "ready", "model_version": model.version})
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def prometheus_metrics(store: StoreDep, settings: SettingsDep) -> Response:
+    model = store.current
+    if model is not None:
+        # Drift is computed here, once per scrape, to keep it off the request path.
+        metrics.DRIFT_WINDOW_ROWS.set(model.drift.count)
+        if model.drift.count >= settings.drift_min_rows:
+            for feature, value in model.drift.psi().items():
+                metrics.FEATURE_DRIFT.labels(feature).set(value)
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

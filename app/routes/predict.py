@@ -1,0 +1,181 @@
+"""POST /predict: the hot path, as a bare ASGI handler.
+
+read body → orjson → validate names and values → float32 array → predictor → orjson.
+No pandas, no per-request pydantic model, no I/O, no lock. Errors are typed (app.errors)
+and answered with their status and a message naming the field or limit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from app.auth import ApiKeyCheck
+from app.errors import NotReady, PayloadTooLarge, ServiceError, UnsupportedMediaType
+from app.model_store import ModelStore
+from app.parsing import decode, to_rows
+
+Scope = dict[str, Any]
+Receive = Any
+Send = Any
+
+
+class ClientDisconnected(Exception):
+    """The client went away before sending its whole body."""
+
+
+class PredictEndpoint:
+    def __init__(self, store: ModelStore, auth: ApiKeyCheck, max_body: int, max_rows: int):
+        self.store = store
+        self.auth = auth
+        self.max_body = max_body
+        self.max_rows = max_rows
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        context = scope.setdefault("mlstack", {})
+        try:
+            body = await self._read(scope, receive)
+            model = self.store.current  # read once: this request finishes on this model
+            if model is None:
+                raise NotReady("no model is loaded yet")
+            context["model_version"] = model.version
+            rows, _ = to_rows(decode(body), model.manifest.features, self.max_rows)
+            proba = model.predictor.predict_proba(rows)
+        except ServiceError as exc:
+            context["error"] = str(exc)
+            await send_json(send, exc.status, {"detail": str(exc)})
+            return
+        except ClientDisconnected:
+            context["error"] = "client disconnected"
+            return
+
+        top = proba.argmax(axis=1)
+        confidence = proba[np.arange(len(top)), top]
+        for index, count in enumerate(np.bincount(top, minlength=len(model.classes))):
+            if count:
+                model.class_counters[index].inc(int(count))
+        for value in confidence.tolist():
+            model.confidence.observe(value)
+        model.drift.add(rows)
+        classes = model.manifest.classes
+        labels = model.classes[top].tolist()
+        predictions = [
+            {"label": label, "probabilities": dict(zip(classes, row, strict=True))}
+            for label, row in zip(labels, proba.tolist(), strict=True)
+        ]
+        if "log_features" in context:
+            context["features"] = rows.tolist()
+        await send_json(
+            send,
+            200,
+            {
+                "model_name": model.ref.name,
+                "model_version": model.version,
+                "predictions": predictions,
+            },
+            ((b"x-model-version", model.version.encode()),),
+        )
+
+    async def _read(self, scope: Scope, receive: Receive) -> bytes:
+        headers = scope["headers"]
+        self.auth.check(headers)
+        content_type = b""
+        declared = None
+        for name, value in headers:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
+                declared = value
+        if not content_type.lower().startswith(b"application/json"):
+            raise UnsupportedMediaType(
+                f"content type must be application/json, got {content_type.decode('latin-1')!r}"
+            )
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            raise PayloadTooLarge(self._too_large(int(declared)))
+        chunks = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise PayloadTooLarge(self._too_large(size))
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _too_large(self, size: int) -> str:
+        return (
+            f"body of {size} bytes is over the limit of {self.max_body} bytes "
+            "(MLSTACK_MAX_BODY_BYTES)"
+        )
+
+
+async def send_json(
+    send: Send, status: int, payload: Any, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    body = orjson.dumps(payload)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+# --- OpenAPI documentation of the route above (the handler itself parses by hand) ---
+
+
+class Prediction(BaseModel):
+    label: str = Field(description="Most probable class.")
+    probabilities: dict[str, float] = Field(description="Probability of every class.")
+
+
+class PredictResponse(BaseModel):
+    model_name: str
+    model_version: str
+    predictions: list[Prediction]
+
+
+class Batch(BaseModel):
+    instances: list[dict[str, float]] = Field(
+        description="Records of feature name → number (at most MLSTACK_MAX_BATCH_ROWS)."
+    )
+
+
+docs_router = APIRouter()
+
+
+@docs_router.post(
+    "/predict",
+    response_model=PredictResponse,
+    summary="Predict one record or a batch",
+    responses={
+        400: {"description": "Malformed JSON"},
+        401: {"description": "Missing API key (when auth is on)"},
+        403: {"description": "Wrong API key"},
+        413: {"description": "Body over MLSTACK_MAX_BODY_BYTES"},
+        415: {"description": "Content type is not application/json"},
+        422: {
+            "description": "Missing, unknown, non-numeric or non-finite feature; empty or "
+            "oversized batch"
+        },
+        503: {"description": "No model loaded yet"},
+    },
+)
+async def predict_docs(body: dict[str, float] | Batch) -> PredictResponse:  # pragma: no cover
+    """Feature names come from the served model's signature (see GET /model). The response
+    has header `x-model-version`. Served by the handler above, never by this function."""
+    raise NotImplementedError

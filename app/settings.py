@@ -1,0 +1,84 @@
+"""The one settings class of the inference service (environment `MLSTACK_*`)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from training import contract
+
+
+class Settings(BaseSettings):
+    """Every field is an environment variable `MLSTACK_<FIELD>`; MLflow comes from
+    `MLFLOW_TRACKING_URI`. The README's settings table lists them all."""
+
+    model_config = SettingsConfigDict(env_prefix="MLSTACK_", extra="ignore")
+
+    tracking_uri: str = Field(
+        "http://127.0.0.1:5000",
+        validation_alias="MLFLOW_TRACKING_URI",
+        description="MLflow tracking server (environment MLFLOW_TRACKING_URI).",
+    )
+    model_name: str = Field(contract.DEFAULT_MODEL_NAME, description="Registered model to serve.")
+    model_alias: str = Field(contract.ALIAS_CHAMPION, description="Alias the service follows.")
+    poll_seconds: float = Field(30.0, gt=0, description="How often the alias is checked.")
+    retry_max_seconds: float = Field(
+        30.0, gt=0, description="Longest back-off between attempts while no model is loaded."
+    )
+    mlflow_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one MLflow call.")
+    cache_dir: Path = Field(
+        Path("/tmp/mlstack-models"), description="Where downloaded versions are kept."
+    )
+    host: str = Field("127.0.0.1", description="Listen address of `python -m app`.")
+    port: int = Field(8080, ge=1, le=65535, description="Listen port of `python -m app`.")
+    max_batch_rows: int = Field(1000, ge=1, description="Most rows in one /predict request.")
+    max_body_bytes: int = Field(1_048_576, ge=64, description="Largest /predict body.")
+    api_key: SecretStr | None = Field(
+        None, description="API key for /predict and /model (enables auth)."
+    )
+    api_key_file: Path | None = Field(
+        None, description="File holding the API key, e.g. a mounted Secret (enables auth)."
+    )
+    api_key_header: str = Field("x-api-key", description="Header carrying the API key.")
+    drift_window: int = Field(
+        1000, ge=10, description="Recent rows kept to compute feature drift (PSI)."
+    )
+    drift_min_rows: int = Field(
+        100, ge=1, description="Rows needed in the window before drift is exported."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level."
+    )
+    log_features: bool = Field(False, description="Log raw feature values of each request.")
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> Settings:
+        if self.api_key is not None and self.api_key_file is not None:
+            raise ValueError("set MLSTACK_API_KEY or MLSTACK_API_KEY_FILE, not both")
+        if self.drift_min_rows > self.drift_window:
+            raise ValueError("MLSTACK_DRIFT_MIN_ROWS cannot exceed MLSTACK_DRIFT_WINDOW")
+        return self
+
+    def resolved_api_key(self) -> bytes | None:
+        """The key as bytes, or None when auth is off. Raises ValueError for an unusable file."""
+        if self.api_key is not None:
+            key = self.api_key.get_secret_value()
+        elif self.api_key_file is not None:
+            try:
+                key = self.api_key_file.read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"MLSTACK_API_KEY_FILE {self.api_key_file}: {exc}") from exc
+        else:
+            return None
+        if not key:
+            raise ValueError("the API key is empty")
+        return key.encode()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
