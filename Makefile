@@ -57,3 +57,13 @@ train-local: $(STAMP) ## One training round against MLFLOW_TRACKING_URI (default
 .PHONY: demo
 demo: $(STAMP) ## Local MLflow + a training round + the service, end to end, then stop it all
 	$(PY) -m hack.demo
+
+.PHONY: mlflow
+mlflow: $(STAMP) ## Browse the demo's MLflow data (SQLite under .data/) at http://127.0.0.1:5000
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow server --host 127.0.0.1 \
+	  --port 5000 --workers 1 --backend-store-uri sqlite:///$(CURDIR)/.data/mlflow/mlflow.db \
+	  --artifacts-destination $(CURDIR)/.data/mlflow/artifacts
+
+.PHONY: serve
+serve: $(STAMP) ## Run the service locally against MLFLOW_TRACKING_URI (default the demo server)
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:5000} $(PY) -m app

@@ -134,12 +134,15 @@ def register(name: str, model_uri: str, tags: dict[str, str]) -> ModelVersion:
 
 def registry_state(client: MlflowClient, name: str) -> list[dict[str, str]]:
     """Versions of `name`, newest first, with their aliases and gate decisions."""
+    aliases: dict[str, list[str]] = {}
+    for alias, version in client.get_registered_model(name).aliases.items():
+        aliases.setdefault(str(version), []).append(alias)
     rows = []
     for mv in client.search_model_versions(f"name = '{name}'", order_by=["version_number DESC"]):
         rows.append(
             {
                 "version": str(mv.version),
-                "aliases": ",".join(sorted(mv.aliases)) or "-",
+                "aliases": ",".join(sorted(aliases.get(str(mv.version), []))) or "-",
                 "decision": mv.tags.get(contract.TAG_GATE_DECISION, "-"),
                 "score": mv.tags.get(contract.TAG_GATE_SCORE, "-"),
                 "onnx": mv.tags.get(contract.TAG_ONNX, "-"),

@@ -1,0 +1,113 @@
+"""Local processes started by the demo, the tests and the benchmark: start, wait, stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:
+    """Poll `check` until it is true; fail after `timeout` seconds naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def http_status(url: str, timeout: float = 2.0) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+@dataclass
+class Process:
+    proc: subprocess.Popen[bytes]
+    log: Path
+    url: str
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start(cmd: list[str], log: Path, url: str, env: dict[str, str] | None = None) -> Process:
+    """Start `cmd` in its own process group (so stop() ends its children too)."""
+    handle = log.open("ab")
+    proc = subprocess.Popen(
+        cmd,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
+    return Process(proc, log, url)
+
+
+def start_mlflow(directory: Path, port: int | None = None) -> Process:
+    """A real `mlflow server`: SQLite backend and artifacts under `directory`, artifacts
+    served by the server, trimmed to two processes (see the README's notes)."""
+    port = port or free_port()
+    directory.mkdir(parents=True, exist_ok=True)
+    url = f"http://127.0.0.1:{port}"
+    process = start(
+        [
+            str(VENV_BIN / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{directory / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(directory / "artifacts"),
+        ],
+        directory / "mlflow.log",
+        url,
+        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+    )
+    try:
+        wait_until(
+            lambda: http_status(f"{url}/api/2.0/mlflow/experiments/search?max_results=1") == 200,
+            120,
+            f"mlflow server on {url}",
+            interval=0.5,
+        )
+    except TimeoutError:
+        process.stop()
+        raise TimeoutError(f"mlflow server did not start:\n{process.output()[-3000:]}") from None
+    return process

@@ -1,0 +1,50 @@
+"""Request bodies → float32 rows, and the messages for bodies that are wrong."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.errors import InvalidInput, MalformedJson
+from app.parsing import decode, to_rows
+
+FEATURES = ("a", "b")
+
+
+def test_single_record_and_batch_give_float32_rows_in_feature_order() -> None:
+    rows, batch = to_rows({"b": 2, "a": 1.5}, FEATURES, 10)
+    assert not batch and rows.dtype == np.float32 and rows.tolist() == [[1.5, 2.0]]
+    rows, batch = to_rows({"instances": [{"a": 1, "b": 2}, {"b": 4, "a": 3}]}, FEATURES, 10)
+    assert batch and rows.tolist() == [[1, 2], [3, 4]]
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"a": 1}, "missing feature(s) ['b']"),
+        ({"a": 1, "c": 2}, "missing feature(s) ['b']; unknown feature(s) ['c']"),
+        ({"a": 1, "b": 2, "c": 3}, "unknown feature(s) ['c']"),
+        ({"a": "1", "b": 2}, "feature 'a' must be a number, got string"),
+        ({"a": False, "b": 2}, "feature 'a' must be a number, got boolean"),
+        ({"a": [1], "b": 2}, "feature 'a' must be a number, got array"),
+        ({"a": float("nan"), "b": 2}, "feature 'a' must be a finite number"),
+        ({"a": 10**400, "b": 2}, "within float32 range"),
+        ({"instances": [{"a": 1, "b": 2}] * 11}, "11 rows, over the limit of 10"),
+        ("text", "body must be a JSON object"),
+    ],
+)
+def test_invalid_payload_names_the_field_or_limit(payload: object, message: str) -> None:
+    with pytest.raises(InvalidInput) as error:
+        to_rows(payload, FEATURES, 10)
+    assert message in str(error.value)
+
+
+def test_nan_literal_parses_so_the_field_can_be_named() -> None:
+    payload = decode(b'{"a": NaN, "b": 1}')
+    with pytest.raises(InvalidInput, match="feature 'a'"):
+        to_rows(payload, FEATURES, 10)
+
+
+def test_malformed_json_is_its_own_error() -> None:
+    with pytest.raises(MalformedJson, match="not valid JSON"):
+        decode(b'{"a": ')
