@@ -3,8 +3,8 @@ request; dispatches POST /predict straight to its handler and everything else to
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from typing import Any
 
 import structlog
@@ -38,7 +38,7 @@ def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
             if 0 < len(text) <= 128 and text.isprintable():
                 return text
             break
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 class Instrumented:

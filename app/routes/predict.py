@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from app.auth import ApiKeyCheck
 from app.errors import NotReady, PayloadTooLarge, ServiceError, UnsupportedMediaType
+from app.metrics import observe_many
 from app.model_store import ModelStore
 from app.parsing import decode, to_rows
 
@@ -53,19 +54,21 @@ class PredictEndpoint:
             context["error"] = "client disconnected"
             return
 
-        top = proba.argmax(axis=1)
-        confidence = proba[np.arange(len(top)), top]
-        for index, count in enumerate(np.bincount(top, minlength=len(model.classes))):
-            if count:
-                model.class_counters[index].inc(int(count))
-        for value in confidence.tolist():
-            model.confidence.observe(value)
-        model.drift.add(rows)
+        top = proba.argmax(axis=1).tolist()
+        rows_proba = proba.tolist()
         classes = model.manifest.classes
-        labels = model.classes[top].tolist()
+        if len(top) == 1:  # the common case, without numpy calls on a one-row array
+            model.class_counters[top[0]].inc()
+            model.confidence.observe(rows_proba[0][top[0]])
+        else:
+            for index, count in enumerate(np.bincount(top, minlength=len(classes)).tolist()):
+                if count:
+                    model.class_counters[index].inc(count)
+            observe_many(model.confidence, proba[np.arange(len(top)), top])
+        model.drift.add(rows)
         predictions = [
-            {"label": label, "probabilities": dict(zip(classes, row, strict=True))}
-            for label, row in zip(labels, proba.tolist(), strict=True)
+            {"label": classes[i], "probabilities": dict(zip(classes, row, strict=True))}
+            for i, row in zip(top, rows_proba, strict=True)
         ]
         if "log_features" in context:
             context["features"] = rows.tolist()
