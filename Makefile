@@ -67,3 +67,7 @@ mlflow: $(STAMP) ## Browse the demo's MLflow data (SQLite under .data/) at http:
 .PHONY: serve
 serve: $(STAMP) ## Run the service locally against MLFLOW_TRACKING_URI (default the demo server)
 	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:5000} $(PY) -m app
+
+.PHONY: train
+train: $(STAMP) ## Start a training Job in the cluster and follow it (ARGS='--force' etc. go to the round)
+	$(VENV)/bin/mlstack train --namespace $${NAMESPACE:-default} $${RELEASE:+--release $$RELEASE} -- $(ARGS)
