@@ -412,3 +412,31 @@ def test_mlflow_down_at_start_then_up_then_down_again(tmp_path: Path) -> None:
         if mlflow is not None:
             mlflow.stop()
         app.stop()
+
+
+def test_uvicorn_factory_entry_point_serves_too(
+    mlflow_server: Process, champion_name: str, tmp_path: Path
+) -> None:
+    import os
+    import sys
+
+    from hack.local import http_status, start
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    app = start(
+        [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--port", str(port)],
+        tmp_path / "uvicorn.log",
+        url,
+        env={
+            "MLFLOW_TRACKING_URI": mlflow_server.url,
+            "MLSTACK_MODEL_NAME": champion_name,
+            "MLSTACK_CACHE_DIR": str(tmp_path / "cache"),
+            "PATH": os.environ["PATH"],
+        },
+    )
+    try:
+        wait_until(lambda: http_status(f"{url}/readyz") == 200, 60, "uvicorn --factory ready")
+        assert _predict(url, SETOSA).json()["predictions"][0]["label"] == "setosa"
+    finally:
+        app.stop()
