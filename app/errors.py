@@ -4,33 +4,47 @@ from __future__ import annotations
 
 
 class ServiceError(Exception):
-    """An error with a message safe to return to the client."""
+    """An error with a message safe to return to the client.
+
+    `source` classifies it in the prediction log: validation, auth, limit or model.
+    """
 
     status = 500
+    source = "model"
 
 
 class MalformedJson(ServiceError):
     status = 400
+    source = "validation"
 
 
 class Unauthorized(ServiceError):
     status = 401
+    source = "auth"
 
 
 class Forbidden(ServiceError):
     status = 403
+    source = "auth"
 
 
 class PayloadTooLarge(ServiceError):
     status = 413
+    source = "limit"
 
 
 class UnsupportedMediaType(ServiceError):
     status = 415
+    source = "validation"
 
 
 class InvalidInput(ServiceError):
     status = 422
+    source = "validation"
+
+
+class BatchTooLarge(InvalidInput):
+    source = "limit"
 
 
 class NotReady(ServiceError):

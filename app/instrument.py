@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 
 from app import metrics
+from app.prediction_log import PredictionShipper
 from app.routes.predict import PredictEndpoint, Receive, Scope, Send, send_json
 
 log = structlog.get_logger("app.request")
@@ -19,6 +20,7 @@ ROUTES = frozenset(
     {
         "/predict",
         "/model",
+        "/drift",
         "/livez",
         "/readyz",
         "/metrics",
@@ -42,10 +44,21 @@ def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
 
 
 class Instrumented:
-    def __init__(self, api: Any, predict: PredictEndpoint, log_features: bool) -> None:
+    def __init__(
+        self,
+        api: Any,
+        predict: PredictEndpoint,
+        log_features: bool,
+        shipper: PredictionShipper | None = None,
+        ship_features: bool = False,
+        model_name: str = "",
+    ) -> None:
         self.api = api
         self.predict = predict
         self.log_features = log_features
+        self.shipper = shipper
+        self.ship_features = ship_features
+        self.model_name = model_name
         self._requests: dict[tuple[str, str, int], Any] = {}
         self._durations: dict[tuple[str, str], Any] = {}
 
@@ -66,6 +79,12 @@ class Instrumented:
         if self.log_features:
             context["log_features"] = True
         scope["mlstack"] = context
+        record: dict[str, Any] | None = None
+        if self.shipper is not None and route == "/predict":
+            record = {"rows": 0, "labels": [], "confidences": [], "error_source": None}
+            if self.ship_features:
+                record["features"] = None
+            scope["mlstack_record"] = record
         id_header = (b"x-request-id", request_id.encode("latin-1"))
         state = {"status": 500, "started": False}
 
@@ -88,6 +107,8 @@ class Instrumented:
         except Exception:
             log.exception("request.crashed", request_id=request_id, route=route)
             context["error"] = "internal error"
+            if record is not None:
+                record["error_source"] = "model"
             if not state["started"]:
                 await send_json(send_with_id, 500, {"detail": "internal error"})
             state["status"] = 500
@@ -96,6 +117,15 @@ class Instrumented:
             elapsed = time.perf_counter() - started
             status = int(state["status"])
             self._count(route, method_label, status, elapsed)
+            if record is not None and self.shipper is not None:
+                record["request_id"] = request_id
+                record["time"] = time.time()
+                record["model_name"] = self.model_name
+                record["model_version"] = context.get("model_version")
+                record["status"] = status
+                record["outcome"] = "success" if status < 400 else "error"
+                record["latency_ms"] = elapsed * 1000
+                self.shipper.add(record)
             log.info(
                 "request.finished",
                 request_id=request_id,

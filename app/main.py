@@ -19,7 +19,8 @@ from app.auth import ApiKeyCheck
 from app.errors import ServiceError
 from app.instrument import Instrumented
 from app.model_store import ModelStore
-from app.routes import health, model
+from app.prediction_log import PredictionShipper
+from app.routes import drift, health, model
 from app.routes.predict import PredictEndpoint, docs_router
 from app.settings import Settings
 
@@ -36,6 +37,17 @@ def create_app(settings: Settings | None = None) -> Instrumented:
     store = ModelStore(settings)
     auth = ApiKeyCheck(settings.resolved_api_key(), settings.api_key_header)
     metrics.MODEL_LOADED.set(0)
+    shipper = None
+    if settings.prediction_log_url:
+        shipper = PredictionShipper(
+            settings.prediction_log_url,
+            settings.prediction_log_key(),
+            settings.api_key_header,
+            settings.prediction_log_batch,
+            settings.prediction_log_interval_seconds,
+            settings.prediction_log_queue,
+            settings.mlflow_timeout_seconds,
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -46,13 +58,19 @@ def create_app(settings: Settings | None = None) -> Instrumented:
             poll_seconds=settings.poll_seconds,
             auth=auth.enabled,
         )
-        follower = asyncio.create_task(store.run(), name="model-follower")
+        tasks = [asyncio.create_task(store.run(), name="model-follower")]
+        if shipper is not None:
+            tasks.append(asyncio.create_task(shipper.run(), name="prediction-log"))
         try:
             yield
         finally:
-            follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if shipper is not None:
+                await shipper.flush(seconds=5.0)
             store.close()
             log.info("service.stopped")
 
@@ -67,6 +85,7 @@ def create_app(settings: Settings | None = None) -> Instrumented:
     api.state.auth = auth
     api.include_router(docs_router)
     api.include_router(model.router)
+    api.include_router(drift.router)
     api.include_router(health.router)
 
     @api.exception_handler(ServiceError)
@@ -74,4 +93,11 @@ def create_app(settings: Settings | None = None) -> Instrumented:
         return JSONResponse({"detail": str(exc)}, status_code=exc.status)
 
     predict = PredictEndpoint(store, auth, settings.max_body_bytes, settings.max_batch_rows)
-    return Instrumented(api, predict, settings.log_features)
+    return Instrumented(
+        api,
+        predict,
+        settings.log_features,
+        shipper,
+        settings.prediction_log_features,
+        settings.model_name,
+    )

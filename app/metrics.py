@@ -69,6 +69,16 @@ FEATURE_DRIFT = Gauge(
     ["feature"],
 )
 DRIFT_WINDOW_ROWS = Gauge("mlstack_drift_window_rows", "Rows in the drift window.")
+PREDICTION_LOG_SHIPPED = Counter(
+    "mlstack_prediction_log_shipped", "Prediction records accepted by the control plane."
+)
+PREDICTION_LOG_DROPPED = Counter(
+    "mlstack_prediction_log_dropped",
+    "Prediction records dropped: queue full, refused by the control plane, or unflushed.",
+)
+PREDICTION_LOG_QUEUE = Gauge(
+    "mlstack_prediction_log_queue", "Prediction records waiting to be shipped."
+)
 
 for _outcome in ("success", "failed", "refused"):
     RELOADS.labels(_outcome)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from app.errors import InvalidInput, MalformedJson
+from app.errors import BatchTooLarge, InvalidInput, MalformedJson
 
 _NUMBER = (int, float)
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -49,7 +49,7 @@ def to_rows(payload: Any, features: tuple[str, ...], max_rows: int) -> tuple[np.
         if not instances:
             raise InvalidInput("'instances' is empty: send at least one record")
         if len(instances) > max_rows:
-            raise InvalidInput(
+            raise BatchTooLarge(
                 f"'instances' has {len(instances)} rows, over the limit of {max_rows} "
                 "(MLSTACK_MAX_BATCH_ROWS)"
             )

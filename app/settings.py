@@ -50,6 +50,27 @@ class Settings(BaseSettings):
     drift_min_rows: int = Field(
         100, ge=1, description="Rows needed in the window before drift is exported."
     )
+    drift_threshold: float = Field(
+        0.2, gt=0, description="PSI above which GET /drift reports a feature as drifted."
+    )
+    prediction_log_url: str | None = Field(
+        None, description="Control plane base URL to ship prediction records to (off if unset)."
+    )
+    prediction_log_api_key_file: Path | None = Field(
+        None, description="File holding the control plane's API key."
+    )
+    prediction_log_batch: int = Field(
+        200, ge=1, le=1000, description="Records per shipped batch (sent as soon as full)."
+    )
+    prediction_log_interval_seconds: float = Field(
+        1.0, gt=0, description="Longest wait before a partial batch is shipped."
+    )
+    prediction_log_queue: int = Field(
+        10_000, ge=1, description="Records kept while the control plane is away; oldest dropped."
+    )
+    prediction_log_features: bool = Field(
+        False, description="Include raw feature values in prediction records."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level."
     )
@@ -62,6 +83,16 @@ class Settings(BaseSettings):
         if self.drift_min_rows > self.drift_window:
             raise ValueError("MLSTACK_DRIFT_MIN_ROWS cannot exceed MLSTACK_DRIFT_WINDOW")
         return self
+
+    def prediction_log_key(self) -> bytes | None:
+        if self.prediction_log_api_key_file is None:
+            return None
+        try:
+            return self.prediction_log_api_key_file.read_text().strip().encode() or None
+        except OSError as exc:
+            raise ValueError(
+                f"MLSTACK_PREDICTION_LOG_API_KEY_FILE {self.prediction_log_api_key_file}: {exc}"
+            ) from exc
 
     def resolved_api_key(self) -> bytes | None:
         """The key as bytes, or None when auth is off. Raises ValueError for an unusable file."""

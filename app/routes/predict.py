@@ -38,6 +38,7 @@ class PredictEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         context = scope.setdefault("mlstack", {})
+        record = scope.get("mlstack_record")  # set when the prediction log is on
         try:
             body = await self._read(scope, receive)
             model = self.store.current  # read once: this request finishes on this model
@@ -48,6 +49,8 @@ class PredictEndpoint:
             proba = model.predictor.predict_proba(rows)
         except ServiceError as exc:
             context["error"] = str(exc)
+            if record is not None:
+                record["error_source"] = exc.source
             await send_json(send, exc.status, {"detail": str(exc)})
             return
         except ClientDisconnected:
@@ -72,6 +75,12 @@ class PredictEndpoint:
         ]
         if "log_features" in context:
             context["features"] = rows.tolist()
+        if record is not None:
+            record["rows"] = len(top)
+            record["labels"] = [classes[i] for i in top]
+            record["confidences"] = [row[i] for i, row in zip(top, rows_proba, strict=True)]
+            if "features" in record:
+                record["features"] = rows.tolist()
         await send_json(
             send,
             200,

@@ -283,6 +283,11 @@ def test_metrics_follow_a_known_sequence_of_requests(
         key = "mlstack_feature_drift_psi{feature=sepal_length}"
         assert drifted[key] > 0.2 > calm[key]
         assert drifted["mlstack_drift_window_rows{}"] == 150
+        report = httpx.get(f"{app.url}/drift").json()
+        assert report["statistic"] == "psi" and report["baseline_version"] == version
+        assert report["window_rows"] == 150 and report["threshold"] == 0.2
+        assert report["features"]["sepal_length"]["drifted"] is True
+        assert report["features"]["sepal_length"]["statistic"] == pytest.approx(drifted[key])
         # Label values come from the model, never the request.
         assert not any("nope" in k or "colour" in k for k in drifted)
     finally:

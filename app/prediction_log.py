@@ -1,0 +1,131 @@
+"""The prediction log: one record per /predict request, shipped to the control plane in batches.
+
+The request path only appends a dict to a bounded deque. A background task sends a batch every
+`interval` seconds or as soon as `batch` records wait, retries with back-off while the control
+plane is away, drops the oldest records when the queue is full (counted), and flushes what is
+left on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from typing import Any
+
+import httpx
+import orjson
+import structlog
+
+from app import metrics
+
+log = structlog.get_logger("app.prediction_log")
+
+PATH = "/v1/predictions"
+
+
+class PredictionShipper:
+    def __init__(
+        self,
+        url: str,
+        api_key: bytes | None,
+        api_key_header: str,
+        batch: int,
+        interval: float,
+        capacity: int,
+        timeout: float,
+    ) -> None:
+        self._url = url.rstrip("/") + PATH
+        self._headers = {"content-type": "application/json"}
+        if api_key is not None:
+            self._headers[api_key_header] = api_key.decode()
+        self._batch = batch
+        self._interval = interval
+        self._timeout = timeout
+        self._queue: deque[dict[str, Any]] = deque()
+        self._capacity = capacity
+        self._wake = asyncio.Event()
+
+    def add(self, record: dict[str, Any]) -> None:
+        """Queue one record (event loop only: no lock). Drops the oldest when full."""
+        queue = self._queue
+        if len(queue) >= self._capacity:
+            queue.popleft()
+            metrics.PREDICTION_LOG_DROPPED.inc()
+        queue.append(record)
+        if len(queue) >= self._batch:
+            self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    async def run(self) -> None:
+        """Ship forever; cancel to stop (then call `flush`)."""
+        delay = self._interval
+        async with httpx.AsyncClient(timeout=self._timeout) as client:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                self._wake.clear()
+                while self._queue:
+                    if not await self._send_one(client):
+                        delay = min(delay * 2, 30.0)
+                        break
+                    delay = self._interval
+
+    async def flush(self, seconds: float) -> None:
+        """Send what is queued, giving up after `seconds` (on shutdown)."""
+        if not self._queue:
+            return
+        try:
+            async with (
+                asyncio.timeout(seconds),
+                httpx.AsyncClient(timeout=self._timeout) as client,
+            ):
+                while self._queue and await self._send_one(client):
+                    pass
+        except TimeoutError:
+            pass
+        if self._queue:
+            metrics.PREDICTION_LOG_DROPPED.inc(len(self._queue))
+            log.warning("prediction_log.unflushed", records=len(self._queue))
+            self._queue.clear()
+
+    async def _send_one(self, client: httpx.AsyncClient) -> bool:
+        batch = [self._queue.popleft() for _ in range(min(self._batch, len(self._queue)))]
+        metrics.PREDICTION_LOG_QUEUE.set(len(self._queue))
+        try:
+            response = await client.post(
+                self._url, content=orjson.dumps({"records": batch}), headers=self._headers
+            )
+        except httpx.HTTPError as exc:
+            self._requeue(batch)
+            log.warning("prediction_log.send_failed", error=str(exc), records=len(batch))
+            return False
+        if response.status_code >= 500 or response.status_code == 429:
+            self._requeue(batch)
+            log.warning("prediction_log.send_failed", status=response.status_code)
+            return False
+        if response.status_code >= 400:
+            # The control plane refuses this batch for good (auth, validation): retrying would
+            # loop forever, so it is counted as dropped and logged.
+            metrics.PREDICTION_LOG_DROPPED.inc(len(batch))
+            log.error(
+                "prediction_log.refused",
+                status=response.status_code,
+                detail=response.text[:300],
+                records=len(batch),
+            )
+            return True
+        metrics.PREDICTION_LOG_SHIPPED.inc(len(batch))
+        return True
+
+    def _requeue(self, batch: list[dict[str, Any]]) -> None:
+        # Back to the front, in order; when that overfills the queue the oldest go.
+        room = self._capacity - len(self._queue)
+        keep = batch[len(batch) - room :] if room < len(batch) else batch
+        if len(keep) < len(batch):
+            metrics.PREDICTION_LOG_DROPPED.inc(len(batch) - len(keep))
+        self._queue.extendleft(reversed(keep))
+        metrics.PREDICTION_LOG_QUEUE.set(len(self._queue))
