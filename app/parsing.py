@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ import orjson
 from app.errors import BatchTooLarge, InvalidInput, MalformedJson
 
 _NUMBER = (int, float)
+_NUMBER_TYPES = frozenset(_NUMBER)
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -53,13 +55,28 @@ def to_rows(payload: Any, features: tuple[str, ...], max_rows: int) -> tuple[np.
                 f"'instances' has {len(instances)} rows, over the limit of {max_rows} "
                 "(MLSTACK_MAX_BATCH_ROWS)"
             )
-        values = [_row(record, features, f"instances[{i}]") for i, record in enumerate(instances)]
-        batch = True
-    else:
-        values = [_row(payload, features, "")]
-        batch = False
-    rows = np.array(values, dtype=np.float32)
-    return rows, batch
+        return _batch(instances, features), True
+    return np.array([_row(payload, features, "")], dtype=np.float32), False
+
+
+def _batch(instances: list[Any], features: tuple[str, ...]) -> np.ndarray:
+    """Rows of a batch: checked in bulk first (C-level passes), record by record only to
+    name the problem when the bulk check fails."""
+    try:
+        values = [[record[name] for name in features] for record in instances]
+        width = len(features)
+        if set(map(type, chain.from_iterable(values))) <= _NUMBER_TYPES and all(
+            len(record) == width for record in instances
+        ):
+            with np.errstate(over="ignore"):
+                rows = np.array(values, dtype=np.float32)
+            if np.isfinite(rows).all():
+                return rows
+    except (KeyError, TypeError, OverflowError):
+        pass
+    # Slow path: the first bad record raises InvalidInput naming its index and field.
+    checked = [_row(record, features, f"instances[{i}]") for i, record in enumerate(instances)]
+    return np.array(checked, dtype=np.float32)
 
 
 def _row(record: Any, features: tuple[str, ...], where: str) -> list[float]:

@@ -48,3 +48,22 @@ def test_nan_literal_parses_so_the_field_can_be_named() -> None:
 def test_malformed_json_is_its_own_error() -> None:
     with pytest.raises(MalformedJson, match="not valid JSON"):
         decode(b'{"a": ')
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({"a": 1, "b": float("inf")}, "instances[2]: feature 'b' must be a finite number"),
+        ({"a": 1e39, "b": 2}, "instances[2]: feature 'a' must be a finite number within float32"),
+        ({"a": 1, "b": True}, "instances[2]: feature 'b' must be a number, got boolean"),
+        ({"a": 1, "b": 2, "c": 3}, "instances[2]: unknown feature(s) ['c']"),
+        ({"a": 1}, "instances[2]: missing feature(s) ['b']"),
+        ([1, 2], "instances[2] must be an object of features, got array"),
+        ("a", "instances[2] must be an object of features, got string"),
+    ],
+)
+def test_bad_record_in_a_batch_is_named_by_its_index(record: object, message: str) -> None:
+    good = {"a": 1.0, "b": 2}
+    with pytest.raises(InvalidInput) as error:
+        to_rows({"instances": [good, good, record, good]}, FEATURES, 10)
+    assert message in str(error.value)
