@@ -8,6 +8,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.synced-stamp
 TOOLS := .cache/bin
 
+# The cluster workflow's release and namespace (`make deploy`, `make train`, `make e2e`).
+RELEASE ?= mlstack
+NAMESPACE ?= mlstack
+
 # Each area adds its targets in mk/<area>.mk and its checks to TEST_EXTRA.
 TEST_EXTRA :=
 include $(sort $(wildcard mk/*.mk))
@@ -70,4 +74,4 @@ serve: $(STAMP) ## Run the service locally against MLFLOW_TRACKING_URI (default 
 
 .PHONY: train
 train: $(STAMP) ## Start a training Job in the cluster and follow it (ARGS='--force' etc. go to the round)
-	$(VENV)/bin/mlstack train --namespace $${NAMESPACE:-default} $${RELEASE:+--release $$RELEASE} -- $(ARGS)
+	$(VENV)/bin/mlstack train --namespace $(NAMESPACE) --release $(RELEASE) -- $(ARGS)
