@@ -75,3 +75,7 @@ serve: $(STAMP) ## Run the service locally against MLFLOW_TRACKING_URI (default 
 .PHONY: train
 train: $(STAMP) ## Start a training Job in the cluster and follow it (ARGS='--force' etc. go to the round)
 	$(VENV)/bin/mlstack train --namespace $(NAMESPACE) --release $(RELEASE) -- $(ARGS)
+
+.PHONY: e2e
+e2e: $(STAMP) chart-tools ## End-to-end scenarios on the kind cluster (create it first: make cluster-offline)
+	$(PY) -m pytest tests/e2e -x -v -s -p no:cacheprovider

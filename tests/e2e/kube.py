@@ -1,0 +1,232 @@
+"""Cluster helpers for the end-to-end suite: commands, bounded waits, port-forwards, and
+in-cluster client pods. Every wait prints what it waits for."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from hack.local import free_port, http_status
+
+ROOT = Path(__file__).resolve().parents[2]
+CLUSTER = os.environ.get("CLUSTER", "mlstack")
+CONTEXT = os.environ.get("KUBE_CONTEXT", f"kind-{CLUSTER}")
+NAMESPACE = os.environ.get("NAMESPACE", "mlstack-e2e")
+RELEASE = os.environ.get("RELEASE", "mlstack")
+MONITORING_NAMESPACE = os.environ.get("MONITORING_NAMESPACE", "monitoring")
+PROMETHEUS_SERVICE = os.environ.get("PROMETHEUS_SERVICE", "kube-prometheus-stack-prometheus")
+
+
+def tool(name: str) -> str:
+    for candidate in (ROOT / ".cache/bin" / name, ROOT / ".cache/offline/bin" / name):
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} not found: run `make chart-tools` or `make cluster-offline`")
+    return found
+
+
+def run(cmd: list[str], timeout: float = 600, check: bool = True) -> str:
+    print(f"$ {' '.join(cmd)}", flush=True)
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise RuntimeError(
+            f"{cmd[0]} failed ({result.returncode}):\n{result.stdout[-2000:]}"
+            f"\n{result.stderr[-3000:]}"
+        )
+    return result.stdout
+
+
+def kubectl(*args: str, timeout: float = 120, check: bool = True) -> str:
+    return run([tool("kubectl"), "--context", CONTEXT, *args], timeout=timeout, check=check)
+
+
+def helm(*args: str, timeout: float = 900) -> str:
+    return run([tool("helm"), "--kube-context", CONTEXT, *args], timeout=timeout)
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 2.0) -> Any:
+    """Poll until `check` returns something truthy (returned); bounded by `timeout`."""
+    print(f"waiting up to {timeout:g} s for {what}", flush=True)
+    started = time.monotonic()
+    while True:
+        try:
+            value = check()
+        except Exception as exc:  # the object may not exist yet
+            value, error = None, exc
+        else:
+            error = None
+        if value:
+            print(f"  {what}: done after {time.monotonic() - started:.0f} s", flush=True)
+            return value
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(
+                f"timed out after {timeout:g} s waiting for {what}"
+                + (f" (last error: {error})" if error else "")
+            )
+        time.sleep(interval)
+
+
+def get(kind: str, name: str = "", namespace: str = NAMESPACE, selector: str = "") -> Any:
+    args = ["get", kind, "-n", namespace, "-o", "json"]
+    if name:
+        args.insert(2, name)
+    if selector:
+        args += ["-l", selector]
+    return json.loads(kubectl(*args))
+
+
+@contextlib.contextmanager
+def port_forward(
+    target: str, remote_port: int, namespace: str = NAMESPACE, probe: str = "/"
+) -> Iterator[str]:
+    """`kubectl port-forward` to a free local port; yields the base URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            tool("kubectl"),
+            "--context",
+            CONTEXT,
+            "-n",
+            namespace,
+            "port-forward",
+            target,
+            f"{port}:{remote_port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(
+            lambda: http_status(url + probe) is not None,
+            60,
+            f"port-forward {target} → {url}",
+            interval=0.5,
+        )
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def platform_image() -> str:
+    deployment = get("deployment", selector="app.kubernetes.io/component=inference")["items"][0]
+    return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+STEADY_CLIENT = r"""
+import json, sys, time, urllib.request, urllib.error
+url, seconds, rate = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+body = json.dumps({"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4,
+                   "petal_width": 0.2}).encode()
+sent, failed, statuses, versions, errors = 0, 0, {}, {}, []
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    started = time.monotonic()
+    request = urllib.request.Request(url + "/predict", data=body,
+                                     headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            status = response.status
+            version = response.headers.get("x-model-version", "?")
+            versions[version] = versions.get(version, 0) + 1
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except Exception as exc:
+        status = 0
+        errors.append(repr(exc)[:200])
+    sent += 1
+    statuses[str(status)] = statuses.get(str(status), 0) + 1
+    if status != 200:
+        failed += 1
+    if rate > 0:
+        time.sleep(max(0.0, 1.0 / rate - (time.monotonic() - started)))
+print(json.dumps({"sent": sent, "failed": failed, "statuses": statuses,
+                  "versions": versions, "errors": errors[:10]}))
+"""
+
+
+def start_client_pod(name: str, seconds: float, rate: float, workers: int = 1) -> str:
+    """A pod (platform image: it has Python) sending steady /predict requests to the
+    inference Service for `seconds`, printing a JSON summary per worker at the end."""
+    service = get("service", selector="app.kubernetes.io/component=inference")["items"][0]
+    port = service["spec"]["ports"][0]["port"]
+    url = f"http://{service['metadata']['name']}.{NAMESPACE}.svc:{port}"
+    script = STEADY_CLIENT
+    command = (
+        " & ".join([f"python -c {json.dumps(script)} {url} {seconds} {rate}"] * workers) + " ; wait"
+    )
+    kubectl("delete", "pod", name, "-n", NAMESPACE, "--ignore-not-found", "--wait=true")
+    overrides = {
+        "spec": {
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 10001,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": name,
+                    "image": platform_image(),
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["sh", "-c", command],
+                    "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                }
+            ],
+        }
+    }
+    kubectl(
+        "run",
+        name,
+        "-n",
+        NAMESPACE,
+        "--restart=Never",
+        f"--image={platform_image()}",
+        f"--overrides={json.dumps(overrides)}",
+        "--labels=app=mlstack-e2e-client",
+    )
+    wait_for(
+        lambda: get("pod", name)["status"]["phase"] in ("Running", "Succeeded"),
+        120,
+        f"client pod {name} to start",
+    )
+    return name
+
+
+def client_summary(name: str, timeout: float) -> dict[str, Any]:
+    """Wait for a client pod to finish and add up its workers' summaries."""
+    wait_for(
+        lambda: get("pod", name)["status"]["phase"] in ("Succeeded", "Failed"),
+        timeout,
+        f"client pod {name} to finish",
+    )
+    total: dict[str, Any] = {"sent": 0, "failed": 0, "statuses": {}, "versions": {}, "errors": []}
+    for line in kubectl("logs", name, "-n", NAMESPACE).splitlines():
+        if not line.startswith("{"):
+            continue
+        part = json.loads(line)
+        total["sent"] += part["sent"]
+        total["failed"] += part["failed"]
+        total["errors"] += part["errors"]
+        for key in ("statuses", "versions"):
+            for k, v in part[key].items():
+                total[key][k] = total[key].get(k, 0) + v
+    print(f"client {name}: {json.dumps(total)}", flush=True)
+    return total

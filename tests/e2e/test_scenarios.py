@@ -1,0 +1,423 @@
+"""The ways users use mlstack, on a real kind cluster, in order."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e import kube
+from tests.e2e.conftest import values_files
+from training import contract
+
+NS = kube.NAMESPACE
+SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+TAG_1, TAG_2 = "e2e-1", "e2e-2"
+POLL_SECONDS = 5  # values-e2e.yaml
+
+
+def _base_image() -> str:
+    offline = "mlstack/python-base:3.11-bookworm"
+    probe = subprocess.run(["docker", "image", "inspect", offline], capture_output=True)
+    return offline if probe.returncode == 0 else "python:3.11-slim-bookworm"
+
+
+def _helm_values(*extra: str) -> list[str]:
+    args = []
+    for path in values_files():
+        args += ["--values", str(path)]
+    return [*args, *extra]
+
+
+def _inference_pods() -> list[dict[str, Any]]:
+    return kube.get("pod", selector="app.kubernetes.io/component=inference")["items"]
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    return any(
+        c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", [])
+    )
+
+
+def _deployment(component: str) -> dict[str, Any]:
+    return kube.get("deployment", selector=f"app.kubernetes.io/component={component}")["items"][0]
+
+
+def _service(component: str) -> tuple[str, int]:
+    service = kube.get("service", selector=f"app.kubernetes.io/component={component}")["items"][0]
+    return service["metadata"]["name"], int(service["spec"]["ports"][0]["port"])
+
+
+def _registry() -> dict[str, Any]:
+    """Runs, versions and aliases of the registered model, read through a port-forward."""
+    from mlflow import MlflowClient
+
+    name, port = _service("mlflow")
+    with kube.port_forward(f"svc/{name}", port, probe="/health") as url:
+        client = MlflowClient(url)
+        model = client.get_registered_model("mlstack-classifier")
+        versions = sorted(
+            int(v.version) for v in client.search_model_versions("name = 'mlstack-classifier'")
+        )
+        experiment = client.get_experiment_by_name("mlstack")
+        runs = sorted(r.info.run_id for r in client.search_runs([experiment.experiment_id]))
+        return {"aliases": dict(model.aliases), "versions": versions, "runs": runs}
+
+
+def _ready_since() -> dict[str, str]:
+    """Inference pod → when its Ready condition last changed."""
+    return {
+        p["metadata"]["name"]: next(
+            c["lastTransitionTime"] for c in p["status"]["conditions"] if c["type"] == "Ready"
+        )
+        for p in _inference_pods()
+    }
+
+
+def _pod_versions() -> dict[str, str]:
+    out = {}
+    for pod in _inference_pods():
+        if pod["metadata"].get("deletionTimestamp") or not _ready(pod):
+            continue
+        name = pod["metadata"]["name"]
+        with kube.port_forward(f"pod/{name}", 8080, probe="/livez") as url:
+            out[name] = str(httpx.get(f"{url}/model", timeout=10).json()["version"])
+    return out
+
+
+def test_1_helm_install(figures: dict[str, Any]) -> None:
+    base = _base_image()
+    for tag in (TAG_1,):
+        kube.run(
+            ["make", "-C", str(kube.ROOT), "images", f"BASE_IMAGE={base}", f"VERSION={tag}"],
+            timeout=1800,
+        )
+        kube.run(
+            ["make", "-C", str(kube.ROOT), "load", f"CLUSTER={kube.CLUSTER}", f"VERSION={tag}"],
+            timeout=600,
+        )
+    if kube.kubectl("get", "namespace", NS, check=False).strip():
+        kube.kubectl("delete", "namespace", NS, "--wait=true", timeout=600)
+    started = time.monotonic()
+    kube.helm(
+        "upgrade",
+        "--install",
+        kube.RELEASE,
+        str(kube.ROOT / "charts/mlstack"),
+        "--namespace",
+        NS,
+        "--create-namespace",
+        *_helm_values(
+            "--set", f"image.platform.tag={TAG_1}", "--set", f"image.trackingServer.tag={TAG_1}"
+        ),
+        "--wait",
+        "--wait-for-jobs",
+        "--timeout",
+        "15m",
+    )
+    figures["install_seconds"] = round(time.monotonic() - started, 1)
+
+    mlflow_pods = kube.get("pod", selector="app.kubernetes.io/component=mlflow")["items"]
+    assert mlflow_pods and all(_ready(p) for p in mlflow_pods)
+    jobs = kube.get("job", selector="app.kubernetes.io/component=training")["items"]
+    assert jobs and jobs[0]["status"].get("succeeded") == 1
+    registry = _registry()
+    assert contract.ALIAS_CHAMPION in registry["aliases"]
+    deployment = _deployment("inference")
+    assert deployment["status"].get("availableReplicas", 0) >= 1
+    output = kube.helm("test", kube.RELEASE, "--namespace", NS, "--timeout", "5m")
+    assert "Phase:          Succeeded" in output or "Phase: Succeeded" in output.replace("  ", " ")
+
+
+def test_2_port_forward_then_curl() -> None:
+    name, port = _service("inference")
+    champion = _registry()["aliases"][contract.ALIAS_CHAMPION]
+    with kube.port_forward(f"svc/{name}", port, probe="/livez") as url:
+        ok = httpx.post(f"{url}/predict", json=SETOSA, timeout=10)
+        assert ok.status_code == 200
+        assert ok.json()["model_version"] == str(champion)
+        assert ok.headers["x-model-version"] == str(champion)
+        bad = httpx.post(f"{url}/predict", json={**SETOSA, "sepal_length": "x"}, timeout=10)
+        assert bad.status_code == 422 and "sepal_length" in bad.json()["detail"]
+        metrics = httpx.get(f"{url}/metrics", timeout=10)
+        assert metrics.status_code == 200 and "mlstack_requests_total" in metrics.text
+
+
+def _prometheus(url: str, query: str) -> list[dict[str, Any]]:
+    body = httpx.get(f"{url}/api/v1/query", params={"query": query}, timeout=10).json()
+    assert body["status"] == "success", body
+    return list(body["data"]["result"])
+
+
+def test_3_monitoring(figures: dict[str, Any]) -> None:
+    from tests.chart.monitoring import dashboard_queries
+
+    name, port = _service("inference")
+    with kube.port_forward(f"svc/{name}", port, probe="/livez") as app:
+        # Traffic: single rows, a batch big enough for drift, and one invalid request.
+        for _ in range(50):
+            httpx.post(f"{app}/predict", json=SETOSA, timeout=10)
+        httpx.post(f"{app}/predict", json={"instances": [SETOSA] * 150}, timeout=10)
+        httpx.post(f"{app}/predict", json={"nope": 1}, timeout=10)
+    with kube.port_forward(
+        f"svc/{kube.PROMETHEUS_SERVICE}",
+        9090,
+        namespace=kube.MONITORING_NAMESPACE,
+        probe="/-/ready",
+    ) as prom:
+
+        def target_up() -> bool:
+            targets = httpx.get(f"{prom}/api/v1/targets", timeout=10).json()["data"]
+            return any(
+                t["labels"].get("namespace") == NS
+                and t["health"] == "up"
+                and "inference" in t["labels"].get("service", "")
+                for t in targets["activeTargets"]
+            )
+
+        kube.wait_for(target_up, 180, "the inference target to be up in Prometheus")
+        kube.wait_for(
+            lambda: _prometheus(
+                prom, f'mlstack_requests_total{{namespace="{NS}",route="/predict"}}'
+            ),
+            120,
+            "mlstack_requests_total series for the pod",
+        )
+        series = _prometheus(prom, f'mlstack_request_duration_seconds_bucket{{namespace="{NS}"}}')
+        assert series and all(s["metric"].get("pod") for s in series)
+
+        groups = httpx.get(f"{prom}/api/v1/rules", timeout=10).json()["data"]["groups"]
+        rule_files = [g for g in groups if NS in g.get("file", "")]
+        assert rule_files, f"no rule groups from namespace {NS}: {[g['file'] for g in groups]}"
+        figures["prometheus_rule_groups"] = sorted({g["name"] for g in rule_files})
+
+        queries = dashboard_queries(rate_interval="2m", namespace=NS)
+
+        def empty_panels() -> list[str]:
+            return [f"{q.dashboard} / {q.panel}" for q in queries if not _prometheus(prom, q.expr)]
+
+        def all_have_data() -> bool:
+            return not empty_panels()
+
+        try:
+            kube.wait_for(
+                all_have_data, 240, "every dashboard panel query to return data", interval=10
+            )
+        except TimeoutError:
+            pytest.fail(f"panels without data: {empty_panels()}")
+        figures["dashboard_queries_with_data"] = len(queries)
+
+
+def test_4_retraining_hot_swap_with_zero_failures(figures: dict[str, Any]) -> None:
+    before = _registry()
+    old = before["aliases"][contract.ALIAS_CHAMPION]
+    client = kube.start_client_pod("e2e-steady-retrain", seconds=240, rate=20)
+    started = time.monotonic()
+    train = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "control",
+            "train",
+            "--namespace",
+            NS,
+            "--release",
+            kube.RELEASE,
+            "--timeout",
+            "900",
+            "--",
+            "--candidates",
+            "logreg",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1000,
+    )
+    print(train.stdout[-3000:], train.stderr[-2000:])
+    assert train.returncode == 0
+    assert "gate: champion" in train.stdout
+    finished = time.monotonic()
+    after = _registry()
+    new = after["aliases"][contract.ALIAS_CHAMPION]
+    assert int(new) > int(old)
+
+    def all_pods_on_new() -> bool:
+        versions = _pod_versions()
+        return bool(versions) and set(versions.values()) == {str(new)}
+
+    kube.wait_for(
+        all_pods_on_new, 2 * POLL_SECONDS + 30, f"every inference pod on v{new}", interval=1
+    )
+    figures["hot_swap_seconds_after_job"] = round(time.monotonic() - finished, 1)
+    figures["retraining_job_seconds"] = round(finished - started, 1)
+    summary = kube.client_summary(client, 400)
+    figures["hot_swap_client"] = summary
+    assert summary["sent"] > 0 and summary["failed"] == 0
+    assert {str(old), str(new)} <= set(summary["versions"])
+    assert all(
+        c.get("restartCount", 0) == 0
+        for p in _inference_pods()
+        for c in p["status"]["containerStatuses"]
+    )
+
+
+def test_5_hpa_scales_out_under_load_and_back(figures: dict[str, Any]) -> None:
+    deployment = _deployment("inference")["metadata"]["name"]
+    hpa = kube.get("hpa", selector="app.kubernetes.io/component=inference")["items"][0]
+    minimum = hpa["spec"]["minReplicas"]
+    kube.wait_for(
+        lambda: kube.get("hpa", hpa["metadata"]["name"])["status"].get("currentMetrics"),
+        180,
+        "the HPA to read CPU from metrics-server",
+    )
+    client = kube.start_client_pod("e2e-load", seconds=150, rate=0, workers=6)
+
+    def scaled_out() -> int:
+        replicas = int(kube.get("deployment", deployment)["status"].get("replicas", 0))
+        return replicas if replicas > minimum else 0
+
+    peak = kube.wait_for(scaled_out, 200, f"{deployment} to scale above {minimum}", interval=5)
+    summary = kube.client_summary(client, 300)
+    figures["hpa"] = {
+        "min_replicas": minimum,
+        "replicas_reached": peak,
+        "requests_sent": summary["sent"],
+        "failed": summary["failed"],
+    }
+    kube.wait_for(
+        lambda: int(kube.get("deployment", deployment)["spec"]["replicas"]) == minimum,
+        300,
+        f"{deployment} to scale back to {minimum}",
+        interval=5,
+    )
+
+
+def test_6_rolling_update_with_zero_failures(figures: dict[str, Any]) -> None:
+    kube.run(["docker", "tag", f"mlstack-platform:{TAG_1}", f"mlstack-platform:{TAG_2}"])
+    kube.run(
+        [
+            "make",
+            "-C",
+            str(kube.ROOT),
+            "load",
+            f"CLUSTER={kube.CLUSTER}",
+            f"PLATFORM_IMAGE=mlstack-platform:{TAG_2}",
+            f"TRACKING_IMAGE=mlstack-tracking-server:{TAG_1}",
+        ],
+        timeout=600,
+    )
+    client = kube.start_client_pod("e2e-steady-rollout", seconds=150, rate=20)
+    time.sleep(10)  # let the client run on the old pods first
+    kube.helm(
+        "upgrade",
+        kube.RELEASE,
+        str(kube.ROOT / "charts/mlstack"),
+        "--namespace",
+        NS,
+        *_helm_values(
+            "--set", f"image.platform.tag={TAG_2}", "--set", f"image.trackingServer.tag={TAG_1}"
+        ),
+        "--wait",
+        "--timeout",
+        "10m",
+    )
+    deployment = _deployment("inference")["metadata"]["name"]
+    kube.kubectl(
+        "rollout", "status", f"deployment/{deployment}", "-n", NS, "--timeout=300s", timeout=320
+    )
+    summary = kube.client_summary(client, 300)
+    figures["rolling_update_client"] = summary
+    assert summary["sent"] > 0 and summary["failed"] == 0
+    pods = [p for p in _inference_pods() if not p["metadata"].get("deletionTimestamp")]
+    assert pods and all(
+        c["image"].endswith(f":{TAG_2}") for p in pods for c in p["spec"]["containers"]
+    )
+
+
+def test_7_mlflow_restart_keeps_everything(figures: dict[str, Any]) -> None:
+    before = _registry()
+    pods_before = _ready_since()
+    client = kube.start_client_pod("e2e-steady-mlflow", seconds=120, rate=10)
+    mlflow_pod = kube.get("pod", selector="app.kubernetes.io/component=mlflow")["items"][0]
+    kube.kubectl(
+        "delete", "pod", mlflow_pod["metadata"]["name"], "-n", NS, "--wait=true", timeout=180
+    )
+    kube.wait_for(
+        lambda: any(
+            _ready(p)
+            for p in kube.get("pod", selector="app.kubernetes.io/component=mlflow")["items"]
+        ),
+        300,
+        "a new MLflow pod to be ready",
+    )
+    after = _registry()
+    assert after == before
+    summary = kube.client_summary(client, 300)
+    figures["mlflow_restart_client"] = summary
+    assert summary["failed"] == 0
+    pods_after = _ready_since()
+    assert pods_after == pods_before  # no inference pod changed readiness
+
+
+def test_8_skaffold_build_and_run(figures: dict[str, Any]) -> None:
+    kube.run([str(kube.ROOT / "hack/e2e/skaffold.sh")], timeout=1800)
+    skaffold = str(kube.ROOT / ".cache/bin/skaffold")
+    profile = ["--profile", "offline"] if _base_image().startswith("mlstack/") else []
+    started = time.monotonic()
+    env_cmd = [
+        "env",
+        f"PATH={kube.ROOT / '.cache/bin'}:{kube.ROOT / '.cache/offline/bin'}:"
+        + subprocess.run(["sh", "-c", "echo $PATH"], capture_output=True, text=True).stdout.strip(),
+    ]
+    output = kube.run(
+        [
+            *env_cmd,
+            skaffold,
+            "run",
+            "--filename",
+            str(kube.ROOT / "skaffold.yaml"),
+            *profile,
+            "--kube-context",
+            kube.CONTEXT,
+            "--status-check=true",
+            "--port-forward=off",
+        ],
+        timeout=2400,
+    )
+    figures["skaffold_run_seconds"] = round(time.monotonic() - started, 1)
+    print(output[-2000:])
+    pods = json.loads(
+        kube.kubectl(
+            "get",
+            "pods",
+            "-n",
+            "mlstack",
+            "-l",
+            "app.kubernetes.io/component=inference",
+            "-o",
+            "json",
+        )
+    )
+    assert pods["items"] and all(_ready(p) for p in pods["items"])
+    name = pods["items"][0]["metadata"]["name"]
+    with kube.port_forward(f"pod/{name}", 8080, namespace="mlstack", probe="/livez") as url:
+        response = httpx.post(f"{url}/predict", json=SETOSA, timeout=10)
+        assert response.status_code == 200
+    kube.run(
+        [
+            *env_cmd,
+            skaffold,
+            "delete",
+            "--filename",
+            str(kube.ROOT / "skaffold.yaml"),
+            *profile,
+            "--kube-context",
+            kube.CONTEXT,
+        ],
+        timeout=600,
+    )
