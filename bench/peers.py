@@ -1,0 +1,277 @@
+"""The servers under test: how each is started, what it is sent, how its answer is read.
+
+Each is configured as its users would configure it for speed: one worker, no per-request
+access log. Every one returns class probabilities, so each does the same work per row.
+Warnings are silenced for all alike (KServe 0.21 with a current FastAPI prints a
+deprecation warning on every request otherwise).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.environments import PeerEnv, ensure_peer_env
+from bench.models import ALIAS, BenchModel
+from bench.processes import free_port
+from bench.settings import BENCH_DIR, REPO_ROOT
+
+_COMMON_ENV = {"PYTHONWARNINGS": "ignore"}
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What to run for one server process, and where it answers predictions."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path | None
+    predict_url: str
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every launch may need: the tracking server and a scratch directory."""
+
+    tracking_url: str
+    workdir: Path
+
+
+class Server(ABC):
+    """One server under test."""
+
+    name: str
+    label: str
+
+    def prepare(self) -> None:  # noqa: B027 - most servers need nothing prepared
+        """Install whatever the server needs (called once, before any launch)."""
+
+    @abstractmethod
+    def launch(self, model: BenchModel, context: Context) -> Launch: ...
+
+    @abstractmethod
+    def body(self, model: BenchModel, rows: np.ndarray) -> bytes:
+        """The request body asking for probabilities of `rows` (float64, feature order)."""
+
+    @abstractmethod
+    def probabilities(self, model: BenchModel, payload: Any) -> np.ndarray:
+        """Probabilities in `model.classes` order from a decoded response; raises
+        KeyError, IndexError, TypeError or ValueError when the answer has another shape."""
+
+
+class Mlstack(Server):
+    name = "mlstack"
+    label = "mlstack"
+
+    def prepare(self) -> None:
+        if not (REPO_ROOT / "app" / "__main__.py").exists():
+            raise RuntimeError("app/__main__.py is missing: the mlstack service cannot start")
+
+    def launch(self, model: BenchModel, context: Context) -> Launch:
+        port = free_port()
+        return Launch(
+            argv=[sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)],
+            env={
+                **_COMMON_ENV,
+                "MLFLOW_TRACKING_URI": context.tracking_url,
+                "MLSTACK_MODEL_NAME": model.name,
+                "MLSTACK_MODEL_ALIAS": ALIAS,
+                # Kept across restarts: later starts find the version cached and only
+                # resolve the alias (the "cached model" cold start).
+                "MLSTACK_CACHE_DIR": str(context.workdir / "mlstack-cache" / model.key),
+            },
+            cwd=REPO_ROOT,
+            predict_url=f"http://127.0.0.1:{port}/predict",
+        )
+
+    def body(self, model: BenchModel, rows: np.ndarray) -> bytes:
+        records = [dict(zip(model.features, map(float, row), strict=True)) for row in rows]
+        return json.dumps(records[0] if len(records) == 1 else {"instances": records}).encode()
+
+    def probabilities(self, model: BenchModel, payload: Any) -> np.ndarray:
+        predictions = payload["predictions"]
+        return np.array(
+            [[float(p["probabilities"][c]) for c in model.classes] for p in predictions]
+        )
+
+
+class _PeerInVenv(Server):
+    """A peer installed into its own environment under bench/.venvs/."""
+
+    _env: PeerEnv | None = None
+
+    def prepare(self) -> None:
+        self._env = ensure_peer_env(self.name)
+
+    @property
+    def env(self) -> PeerEnv:
+        if self._env is None:
+            raise RuntimeError(f"{self.name}: prepare() was not called")
+        return self._env
+
+    def _activated(self) -> dict[str, str]:
+        """As if the environment were activated (mlflow runs `uvicorn` from PATH)."""
+        return {
+            **_COMMON_ENV,
+            "VIRTUAL_ENV": str(self.env.root),
+            "PATH": f"{self.env.bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        }
+
+
+class MLServer(_PeerInVenv):
+    """MLServer with its scikit-learn runtime, V2 inference protocol.
+
+    `parallel_workers: 0` runs inference in the server process: the setting for one core
+    (no inter-process hop), and the only one that works with these pins (the parallel
+    worker dies at start with the uvloop that resolves today).
+    """
+
+    name = "mlserver"
+    label = "MLServer 1.7.1"
+
+    def launch(self, model: BenchModel, context: Context) -> Launch:
+        repo = context.workdir / "mlserver" / model.key
+        repo.mkdir(parents=True, exist_ok=True)
+        (repo / "settings.json").write_text(json.dumps({"debug": False, "parallel_workers": 0}))
+        (repo / "model-settings.json").write_text(
+            json.dumps(
+                {
+                    "name": model.name,
+                    "implementation": "mlserver_sklearn.SKLearnModel",
+                    "parameters": {"uri": str(model.joblib_file), "version": "1"},
+                }
+            )
+        )
+        port = free_port()
+        return Launch(
+            argv=[str(self.env.bin / "mlserver"), "start", str(repo)],
+            env={
+                **self._activated(),
+                "MLSERVER_HOST": "127.0.0.1",
+                "MLSERVER_HTTP_PORT": str(port),
+                "MLSERVER_GRPC_PORT": str(free_port()),
+                "MLSERVER_METRICS_PORT": str(free_port()),
+            },
+            cwd=repo,  # MLServer keeps its .metrics/.envs folders in the working directory
+            predict_url=f"http://127.0.0.1:{port}/v2/models/{model.name}/infer",
+        )
+
+    def body(self, model: BenchModel, rows: np.ndarray) -> bytes:
+        request = {
+            "inputs": [
+                {
+                    "name": "input-0",
+                    "shape": list(rows.shape),
+                    "datatype": "FP64",
+                    "data": rows.ravel().tolist(),
+                }
+            ],
+            "outputs": [{"name": "predict_proba"}],
+        }
+        return json.dumps(request).encode()
+
+    def probabilities(self, model: BenchModel, payload: Any) -> np.ndarray:
+        (output,) = [o for o in payload["outputs"] if o["name"] == "predict_proba"]
+        proba = np.asarray(output["data"], dtype=np.float64).reshape(output["shape"])
+        return _reorder(proba, model)
+
+
+class KServe(_PeerInVenv):
+    """`kserve.ModelServer` with bench/kserve_sklearn.py, V1 protocol, REST only."""
+
+    name = "kserve"
+    label = "KServe 0.21.0"
+
+    def launch(self, model: BenchModel, context: Context) -> Launch:
+        port = free_port()
+        return Launch(
+            argv=[
+                str(self.env.python),
+                str(BENCH_DIR / "kserve_sklearn.py"),
+                "--model_name",
+                model.name,
+                "--model_dir",
+                str(model.joblib_file.parent),
+                "--http_port",
+                str(port),
+                "--workers",
+                "1",
+                "--enable_grpc",
+                "false",
+                "--enable_latency_logging",
+                "false",
+                "--log_config_file",
+                str(BENCH_DIR / "kserve_logging.json"),
+            ],
+            env=self._activated(),
+            cwd=context.workdir,
+            predict_url=f"http://127.0.0.1:{port}/v1/models/{model.name}:predict",
+        )
+
+    def body(self, model: BenchModel, rows: np.ndarray) -> bytes:
+        return json.dumps({"instances": rows.tolist()}).encode()
+
+    def probabilities(self, model: BenchModel, payload: Any) -> np.ndarray:
+        return _reorder(np.asarray(payload["predictions"], dtype=np.float64), model)
+
+
+class MlflowServe(_PeerInVenv):
+    """`mlflow models serve --env-manager local` on the logged model (pyfunc predict_proba)."""
+
+    name = "mlflow"
+    label = "mlflow models serve"
+
+    def launch(self, model: BenchModel, context: Context) -> Launch:
+        port = free_port()
+        return Launch(
+            argv=[
+                str(self.env.bin / "mlflow"),
+                "models",
+                "serve",
+                "--model-uri",
+                str(model.mlflow_dir),
+                "--env-manager",
+                "local",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            # The scoring server is uvicorn's CLI, which reads UVICORN_* variables.
+            env={**self._activated(), "UVICORN_ACCESS_LOG": "false"},
+            cwd=context.workdir,
+            predict_url=f"http://127.0.0.1:{port}/invocations",
+        )
+
+    def body(self, model: BenchModel, rows: np.ndarray) -> bytes:
+        split = {"columns": list(model.features), "data": rows.tolist()}
+        return json.dumps({"dataframe_split": split}).encode()
+
+    def probabilities(self, model: BenchModel, payload: Any) -> np.ndarray:
+        return _reorder(np.asarray(payload["predictions"], dtype=np.float64), model)
+
+
+def servers(names: tuple[str, ...]) -> list[Server]:
+    """The servers called `names`, mlstack first (it is what the ratios compare)."""
+    known: dict[str, type[Server]] = {
+        "mlstack": Mlstack,
+        "mlserver": MLServer,
+        "kserve": KServe,
+        "mlflow": MlflowServe,
+    }
+    return [known[name]() for name in known if name in names]
+
+
+def _reorder(proba: np.ndarray, model: BenchModel) -> np.ndarray:
+    """Peers answer in the estimator's `classes_` order; compare in the manifest's."""
+    order = [list(map(str, model.estimator.classes_)).index(c) for c in model.classes]
+    return proba[:, order]

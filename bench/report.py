@@ -1,0 +1,203 @@
+"""Tables, ratios against the peers, the targets, and the JSON record of a run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import operator
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.runner import ServerRun
+from bench.settings import SCENARIOS
+
+MLSTACK = "mlstack"
+MB = 1024 * 1024
+_SINGLE_C16 = "single c=16"
+_BATCH = next(s.name for s in SCENARIOS if s.rows > 1)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target of the issue: mlstack against the best peer, as a ratio."""
+
+    what: str
+    model: str
+    wanted: str  # e.g. ">= 4x"
+    mlstack: float | None
+    best_peer: str | None
+    best_peer_value: float | None
+    ratio: float | None  # mlstack / best peer
+    passed: bool | None  # None: not measured (a server missing or failed)
+
+
+def targets(runs: list[ServerRun]) -> list[Target]:
+    """The issue's targets, for every model that was run."""
+    out: list[Target] = []
+    for model in dict.fromkeys(run.model for run in runs):
+        mine = [run for run in runs if run.model == model]
+        floor = 4.0 if model == "logreg" else 30.0
+        out += [
+            _target(f"{_SINGLE_C16} req/s", model, mine, _single_rps, max, floor, operator.ge),
+            _target(f"{_SINGLE_C16} p99", model, mine, _single_p99, min, 0.25, operator.le),
+            _target(f"{_BATCH} rows/s", model, mine, _batch_rows, max, 3.0, operator.ge),
+            _target("cold start", model, mine, _cold, min, 0.5, operator.le),
+            _target("peak RSS", model, mine, _rss, min, 1.0, operator.le),
+        ]
+    return out
+
+
+def render(runs: list[ServerRun], goals: list[Target], header: list[str]) -> str:
+    """The whole report as Markdown (readable as plain text too)."""
+    lines = [*header, ""]
+    for model in dict.fromkeys(run.model for run in runs):
+        lines += [*_load_table(model, [run for run in runs if run.model == model]), ""]
+    lines += [*_start_table(runs), ""]
+    lines += _targets_table(goals)
+    failed = [run for run in runs if run.error]
+    if failed:
+        lines += ["", "Failures:"]
+        lines += [f"- {run.server} / {run.model}: {(run.error or '')[:300]}" for run in failed]
+    return "\n".join(lines) + "\n"
+
+
+def write_json(
+    path: Path, runs: list[ServerRun], goals: list[Target], meta: dict[str, Any]
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        **meta,
+        "runs": [dataclasses.asdict(run) for run in runs],
+        "targets": [dataclasses.asdict(goal) for goal in goals],
+    }
+    path.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _load_table(model: str, runs: list[ServerRun]) -> list[str]:
+    mlstack = next((run for run in runs if run.server == MLSTACK and not run.error), None)
+    lines = [
+        f"### {model}: requests/s for single rows, rows/s for {_BATCH}; medians",
+        "",
+        "| scenario | server | throughput | p50 ms | p99 ms | non-2xx | mlstack ÷ server: "
+        "throughput | p99 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for scenario in SCENARIOS:
+        for run in runs:
+            result = run.scenarios.get(scenario.name)
+            if result is None:
+                lines.append(f"| {scenario.name} | {run.label} | failed | | | | | |")
+                continue
+            rate = result.requests_per_second if scenario.rows == 1 else result.rows_per_second
+            errors = result.non_2xx + result.socket_errors
+            ratio_rate = ratio_p99 = ""
+            mine = mlstack.scenarios.get(scenario.name) if mlstack else None
+            if mine is not None and run.server != MLSTACK:
+                my_rate = mine.requests_per_second if scenario.rows == 1 else mine.rows_per_second
+                ratio_rate = _times(my_rate, rate)
+                ratio_p99 = _times(mine.p99_ms, result.p99_ms)
+            lines.append(
+                f"| {scenario.name} | {run.label} | {rate:,.0f} | {result.p50_ms:.2f} | "
+                f"{result.p99_ms:.2f} | {errors} | {ratio_rate} | {ratio_p99} |"
+            )
+    return lines
+
+
+def _start_table(runs: list[ServerRun]) -> list[str]:
+    lines = [
+        "### Cold start (process start to first correct prediction, model on disk) and "
+        "peak RSS (sum of VmHWM over the process tree, after the load)",
+        "",
+        "| model | server | cold start s (median) | all starts s | peak RSS MB | "
+        "mlstack ÷ server: cold start | RSS |",
+        "|---|---|---:|---|---:|---:|---:|",
+    ]
+    for model in dict.fromkeys(run.model for run in runs):
+        mine = next((r for r in runs if r.model == model and r.server == MLSTACK), None)
+        for run in (r for r in runs if r.model == model):
+            cold, rss = _cold(run), _rss(run)
+            ratios = ["", ""]
+            if mine is not None and run.server != MLSTACK:
+                ratios = [_times(_cold(mine), cold), _times(_rss(mine), rss)]
+            starts = ", ".join(f"{s:.2f}" for s in run.cold_start_seconds) or "-"
+            lines.append(
+                f"| {model} | {run.label} | {_num(cold, '.2f')} | {starts} | "
+                f"{_num(rss, '.0f')} | {ratios[0]} | {ratios[1]} |"
+            )
+    return lines
+
+
+def _targets_table(goals: list[Target]) -> list[str]:
+    lines = [
+        "### Targets (mlstack against the best peer in this run)",
+        "",
+        "| target | model | wanted | mlstack | best peer | ratio | |",
+        "|---|---|---|---:|---|---:|---|",
+    ]
+    for goal in goals:
+        mark = {True: "PASS", False: "FAIL", None: "n/a"}[goal.passed]
+        peer = f"{goal.best_peer} {_num(goal.best_peer_value, ',.2f')}" if goal.best_peer else "-"
+        ratio = f"{goal.ratio:.2f}x" if goal.ratio is not None else "-"
+        lines.append(
+            f"| {goal.what} | {goal.model} | {goal.wanted} | {_num(goal.mlstack, ',.2f')} | "
+            f"{peer} | {ratio} | {mark} |"
+        )
+    return lines
+
+
+def _target(
+    what: str,
+    model: str,
+    runs: list[ServerRun],
+    value: Callable[[ServerRun], float | None],
+    best: Callable[[list[float]], float],
+    bound: float,
+    compare: Callable[[float, float], bool],
+) -> Target:
+    wanted = f"{'≥' if compare is operator.ge else '≤'} {bound:g}x best peer"
+    mine = next((value(r) for r in runs if r.server == MLSTACK and not r.error), None)
+    peers = {r.label: value(r) for r in runs if r.server != MLSTACK}
+    measured = {label: v for label, v in peers.items() if v is not None}
+    if mine is None or not measured or len(measured) < len(peers):
+        return Target(what, model, wanted, mine, None, None, None, None)
+    best_value = best(list(measured.values()))
+    best_label = next(label for label, v in measured.items() if v == best_value)
+    ratio = mine / best_value if best_value else None
+    passed = None if ratio is None else compare(ratio, bound)
+    return Target(what, model, wanted, mine, best_label, best_value, ratio, passed)
+
+
+def _single_rps(run: ServerRun) -> float | None:
+    result = run.scenarios.get(_SINGLE_C16)
+    return None if result is None else result.requests_per_second
+
+
+def _single_p99(run: ServerRun) -> float | None:
+    result = run.scenarios.get(_SINGLE_C16)
+    return None if result is None else result.p99_ms
+
+
+def _batch_rows(run: ServerRun) -> float | None:
+    result = run.scenarios.get(_BATCH)
+    return None if result is None else result.rows_per_second
+
+
+def _cold(run: ServerRun) -> float | None:
+    return statistics.median(run.cold_start_seconds) if run.cold_start_seconds else None
+
+
+def _rss(run: ServerRun) -> float | None:
+    return run.peak_rss_bytes / MB if run.peak_rss_bytes else None
+
+
+def _times(mine: float | None, theirs: float | None) -> str:
+    if mine is None or not theirs:
+        return "-"
+    return f"{mine / theirs:.2f}x"
+
+
+def _num(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)

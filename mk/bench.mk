@@ -1,0 +1,6 @@
+# Benchmark: mlstack against MLServer, KServe and `mlflow models serve` (bench/README.md).
+# BENCH_QUICK=1 for a short smoke run; every BENCH_* variable is described there.
+
+.PHONY: bench
+bench: $(STAMP) ## Benchmark the service against MLServer, KServe, mlflow serve (BENCH_QUICK=1: smoke run)
+	$(PY) -m bench
