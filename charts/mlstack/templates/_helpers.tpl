@@ -1,0 +1,239 @@
+{{/*
+Names. Kubernetes names are cut to 63 characters (DNS label) without a trailing dash.
+*/}}
+{{- define "mlstack.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "mlstack.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of one component's objects: (dict "ctx" $ "component" "inference"). */}}
+{{- define "mlstack.componentName" -}}
+{{- $full := include "mlstack.fullname" .ctx | trunc (int (sub 62 (len .component))) | trimSuffix "-" -}}
+{{- printf "%s-%s" $full .component -}}
+{{- end -}}
+
+{{- define "mlstack.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+Labels: the full standard set on metadata, (dict "ctx" $ "component" "inference").
+*/}}
+{{- define "mlstack.labels" -}}
+helm.sh/chart: {{ include "mlstack.chart" .ctx }}
+{{ include "mlstack.selectorLabels" . }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: mlstack
+{{- with .ctx.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Selector labels: name and instance, plus the component because the release runs several
+workloads whose selectors must not overlap. Selectors are immutable: nothing else goes here.
+*/}}
+{{- define "mlstack.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "mlstack.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+{{- if .component }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Image reference: (dict "ctx" $ "image" .Values.image.platform). The tag defaults to the chart's
+appVersion; a digest is appended when set.
+*/}}
+{{- define "mlstack.image" -}}
+{{- $registry := .ctx.Values.image.registry -}}
+{{- $repository := .image.repository -}}
+{{- if $registry -}}
+{{- $repository = printf "%s/%s" (trimSuffix "/" $registry) $repository -}}
+{{- end -}}
+{{- $tag := default .ctx.Chart.AppVersion .image.tag | toString -}}
+{{- if .image.digest -}}
+{{- printf "%s:%s@%s" $repository $tag .image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repository $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/* imagePullSecrets, on a new line at the given indent, or nothing: (dict "ctx" $ "indent" 6). */}}
+{{- define "mlstack.imagePullSecrets" -}}
+{{- with .ctx.Values.imagePullSecrets }}
+{{ printf "imagePullSecrets:\n%s" (toYaml . | indent 2) | indent $.indent }}
+{{- end }}
+{{- end -}}
+
+{{/* Names shared between components. */}}
+{{- define "mlstack.mlflow.fullname" -}}
+{{- include "mlstack.componentName" (dict "ctx" . "component" "mlflow") -}}
+{{- end -}}
+
+{{- define "mlstack.inference.fullname" -}}
+{{- include "mlstack.componentName" (dict "ctx" . "component" "inference") -}}
+{{- end -}}
+
+{{- define "mlstack.inference.apiKeySecret" -}}
+{{- default (printf "%s-api-key" (include "mlstack.inference.fullname" . | trunc 55 | trimSuffix "-")) .Values.inference.auth.existingSecret -}}
+{{- end -}}
+
+{{/* MLflow's URI as the release's clients see it. */}}
+{{- define "mlstack.trackingUri" -}}
+{{- if .Values.mlflow.enabled -}}
+{{- printf "http://%s.%s.svc:%d" (include "mlstack.mlflow.fullname" .) .Release.Namespace (int .Values.mlflow.port) -}}
+{{- else -}}
+{{- .Values.mlflow.externalTrackingUri -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Whether the MLflow server keeps anything on the PVC (SQLite database or artifacts). */}}
+{{- define "mlstack.mlflow.usesVolume" -}}
+{{- if or (eq .Values.mlflow.backendStore.type "sqlite") (not .Values.mlflow.artifacts.destination) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/*
+Whether to render Prometheus Operator objects: the API is served, or forced by a value.
+*/}}
+{{- define "mlstack.monitoring.crds" -}}
+{{- if and .Values.monitoring.enabled (or .Values.monitoring.forceCRDs (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1")) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/*
+Training pod template, shared by the Job and the CronJob: (dict "ctx" $). Its labels leave out
+the chart version so that a chart upgrade alone does not change the Job's spec (see job.yaml).
+*/}}
+{{- define "mlstack.training.podTemplate" -}}
+{{- $ctx := .ctx -}}
+{{- $values := $ctx.Values.training -}}
+metadata:
+  labels:
+    {{- include "mlstack.selectorLabels" (dict "ctx" $ctx "component" "training") | nindent 4 }}
+    app.kubernetes.io/version: {{ $ctx.Chart.AppVersion | quote }}
+  {{- with $values.podAnnotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+spec:
+  restartPolicy: Never
+  automountServiceAccountToken: false
+  enableServiceLinks: false
+  {{- include "mlstack.imagePullSecrets" (dict "ctx" $ctx "indent" 2) }}
+  securityContext:
+    {{- toYaml $ctx.Values.podSecurityContext | nindent 4 }}
+  containers:
+    - name: training
+      image: {{ include "mlstack.image" (dict "ctx" $ctx "image" $ctx.Values.image.platform) | quote }}
+      imagePullPolicy: {{ $ctx.Values.image.pullPolicy }}
+      command: ["python", "-m", "training"]
+      # A flag, not MLSTACK_CANDIDATES: pydantic-settings reads list settings from the
+      # environment as JSON only.
+      args:
+        - --candidates={{ join "," $values.candidates }}
+        {{- with $values.extraArgs }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      env:
+        - name: MLFLOW_TRACKING_URI
+          value: {{ include "mlstack.trackingUri" $ctx | quote }}
+        - name: MLSTACK_MODEL_NAME
+          value: {{ $ctx.Values.model.name | quote }}
+        - name: MLSTACK_DATASET
+          value: {{ $values.dataset | quote }}
+        {{- if $values.csv }}
+        - name: MLSTACK_CSV
+          value: {{ $values.csv | quote }}
+        {{- end }}
+        {{- if $values.target }}
+        - name: MLSTACK_TARGET
+          value: {{ $values.target | quote }}
+        {{- end }}
+        - name: MLSTACK_EXPERIMENT
+          value: {{ $values.experiment | quote }}
+        - name: MLSTACK_METRIC
+          value: {{ $values.metric | quote }}
+        - name: MLSTACK_MARGIN
+          value: {{ $values.margin | quote }}
+        - name: MLSTACK_MIN_SCORE
+          value: {{ $values.minScore | quote }}
+        - name: MLSTACK_FORCE
+          value: {{ $values.force | quote }}
+        - name: MLSTACK_MLFLOW_TIMEOUT_SECONDS
+          value: {{ $values.mlflowTimeoutSeconds | quote }}
+        - name: MLSTACK_CODE_VERSION
+          value: {{ default $ctx.Chart.AppVersion $ctx.Values.image.platform.tag | quote }}
+        {{- with $values.extraEnv }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      resources:
+        {{- toYaml $values.resources | nindent 8 }}
+      securityContext:
+        {{- toYaml $ctx.Values.containerSecurityContext | nindent 8 }}
+      volumeMounts:
+        - name: tmp
+          mountPath: /tmp
+        {{- with $values.extraVolumeMounts }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+  volumes:
+    - name: tmp
+      emptyDir: {}
+    {{- with $values.extraVolumes }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- with $values.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $values.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $values.affinity }}
+  affinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end -}}
+
+{{/* The database URI of the MLflow server, as environment entries. */}}
+{{- define "mlstack.mlflow.backendEnv" -}}
+- name: MLFLOW_BACKEND_STORE_URI
+{{- if eq .Values.mlflow.backendStore.type "external" }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.mlflow.backendStore.existingSecret }}
+      key: {{ .Values.mlflow.backendStore.uriKey }}
+{{- else }}
+  value: sqlite:////mlflow/mlflow.db
+{{- end }}
+{{- end -}}
+
+{{/* Training Job spec, shared by the Job and the CronJob: (dict "ctx" $). */}}
+{{- define "mlstack.training.jobSpec" -}}
+{{- $values := .ctx.Values.training -}}
+backoffLimit: {{ $values.backoffLimit }}
+activeDeadlineSeconds: {{ $values.activeDeadlineSeconds }}
+{{- if not (kindIs "invalid" $values.ttlSecondsAfterFinished) }}
+ttlSecondsAfterFinished: {{ $values.ttlSecondsAfterFinished }}
+{{- end }}
+template:
+  {{- include "mlstack.training.podTemplate" . | nindent 2 }}
+{{- end -}}
