@@ -51,6 +51,9 @@ TAG_GATE_SCORE: Final = "mlstack.gate.score"
 TAG_GATE_CHAMPION_SCORE: Final = "mlstack.gate.champion_score"
 TAG_GATE_CHAMPION_VERSION: Final = "mlstack.gate.champion_version"
 TAG_PREVIOUS_CHAMPION: Final = "mlstack.previous_champion"
+# The version an alias pointed to before it moved here, per alias: the prefix followed by the
+# alias name (for `champion` this is TAG_PREVIOUS_CHAMPION). Rollback moves the alias back to it.
+TAG_PREVIOUS_HOLDER_PREFIX: Final = "mlstack.previous_"
 
 ROLE_ROUND: Final = "round"
 ROLE_CANDIDATE: Final = "candidate"

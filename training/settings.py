@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from training import contract
 
@@ -26,7 +26,8 @@ class TrainingSettings(BaseSettings):
     target: str | None = Field(None, description="Target column of the CSV file.")
     model_name: str = Field(contract.DEFAULT_MODEL_NAME, description="Registered model name.")
     experiment: str = Field(contract.DEFAULT_EXPERIMENT, description="MLflow experiment name.")
-    candidates: tuple[str, ...] = Field(
+    # NoDecode: the environment gives "a,b" (split below), not a JSON list.
+    candidates: Annotated[tuple[str, ...], NoDecode] = Field(
         DEFAULT_FAMILIES,
         description=f"Comma-separated families to search, from: {', '.join(FAMILIES)}.",
     )
