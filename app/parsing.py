@@ -33,30 +33,75 @@ def decode(body: bytes) -> Any:
             raise MalformedJson(f"body is not valid JSON: {exc}") from None
 
 
-def to_rows(payload: Any, features: tuple[str, ...], max_rows: int) -> tuple[np.ndarray, bool]:
-    """Validate `payload` (one record, or {"instances": [records]}) and return the rows and
-    whether the request was a batch. Raises InvalidInput naming the row and field."""
+RECORD, INSTANCES, SPLIT = "record", "instances", "split"
+
+
+def to_rows(payload: Any, features: tuple[str, ...], max_rows: int) -> tuple[np.ndarray, str]:
+    """Validate `payload` and return the rows (float32, in `features` order) and its form:
+    RECORD (one object of features), INSTANCES ({"instances": [records]}) or SPLIT
+    ({"columns": [names], "data": [[values]]}, the compact batch form).
+    Raises InvalidInput naming the row and field."""
     if not isinstance(payload, dict):
         raise InvalidInput(
-            f'body must be a JSON object (one record or {{"instances": [...]}}), '
-            f"got {_type_name(payload)}"
+            f'body must be a JSON object (one record, {{"instances": [...]}} or '
+            f'{{"columns": [...], "data": [...]}}), got {_type_name(payload)}'
         )
     if "instances" in payload:
-        instances = payload["instances"]
-        if len(payload) != 1:
-            extra = sorted(k for k in payload if k != "instances")
-            raise InvalidInput(f"unknown top-level field(s) besides 'instances': {extra}")
-        if not isinstance(instances, list):
-            raise InvalidInput(f"'instances' must be a list, got {_type_name(instances)}")
-        if not instances:
-            raise InvalidInput("'instances' is empty: send at least one record")
-        if len(instances) > max_rows:
-            raise BatchTooLarge(
-                f"'instances' has {len(instances)} rows, over the limit of {max_rows} "
-                "(MLSTACK_MAX_BATCH_ROWS)"
-            )
-        return _batch(instances, features), True
-    return np.array([_row(payload, features, "")], dtype=np.float32), False
+        instances = _batch_list(payload, "instances", ("instances",), max_rows)
+        return _batch(instances, features), INSTANCES
+    if "columns" in payload and "data" in payload:
+        data = _batch_list(payload, "data", ("columns", "data"), max_rows)
+        return _split(payload["columns"], data, features), SPLIT
+    return np.array([_row(payload, features, "")], dtype=np.float32), RECORD
+
+
+def _batch_list(
+    payload: dict[str, Any], key: str, allowed: tuple[str, ...], max_rows: int
+) -> list[Any]:
+    extra = sorted(k for k in payload if k not in allowed)
+    if extra:
+        raise InvalidInput(f"unknown top-level field(s) besides {list(allowed)}: {extra}")
+    rows = payload[key]
+    if not isinstance(rows, list):
+        raise InvalidInput(f"'{key}' must be a list, got {_type_name(rows)}")
+    if not rows:
+        raise InvalidInput(f"'{key}' is empty: send at least one row")
+    if len(rows) > max_rows:
+        raise BatchTooLarge(
+            f"'{key}' has {len(rows)} rows, over the limit of {max_rows} (MLSTACK_MAX_BATCH_ROWS)"
+        )
+    return rows
+
+
+def _split(columns: Any, data: list[Any], features: tuple[str, ...]) -> np.ndarray:
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        raise InvalidInput("'columns' must be a list of feature names")
+    if len(set(columns)) != len(columns):
+        raise InvalidInput(f"'columns' repeats a name: {sorted(columns)}")
+    missing = [name for name in features if name not in columns]
+    unknown = sorted(c for c in columns if c not in features)
+    if missing or unknown:
+        parts = [f"missing feature(s) {missing}"] if missing else []
+        parts += [f"unknown feature(s) {unknown}"] if unknown else []
+        raise InvalidInput(f"columns: {'; '.join(parts)}")
+    width = len(columns)
+    try:
+        if set(map(type, chain.from_iterable(data))) <= _NUMBER_TYPES and all(
+            type(row) is list and len(row) == width for row in data
+        ):
+            with np.errstate(over="ignore"):
+                rows = np.array(data, dtype=np.float32)
+            if np.isfinite(rows).all():
+                order = [columns.index(name) for name in features]
+                return rows if order == list(range(width)) else rows[:, order]
+    except (TypeError, OverflowError):
+        pass
+    # Slow path: name the first bad row and field.
+    for i, row in enumerate(data):
+        if not isinstance(row, list) or len(row) != width:
+            raise InvalidInput(f"data[{i}] must be a list of {width} numbers (one per column)")
+        _row(dict(zip(columns, row, strict=True)), features, f"data[{i}]")
+    raise InvalidInput("data holds values that are not finite float32 numbers")
 
 
 def _batch(instances: list[Any], features: tuple[str, ...]) -> np.ndarray:

@@ -18,7 +18,7 @@ from app.auth import ApiKeyCheck
 from app.errors import NotReady, PayloadTooLarge, ServiceError, UnsupportedMediaType
 from app.metrics import observe_many
 from app.model_store import ModelStore
-from app.parsing import decode, to_rows
+from app.parsing import SPLIT, decode, to_rows
 
 Scope = dict[str, Any]
 Receive = Any
@@ -45,7 +45,7 @@ class PredictEndpoint:
             if model is None:
                 raise NotReady("no model is loaded yet")
             context["model_version"] = model.version
-            rows, _ = to_rows(decode(body), model.manifest.features, self.max_rows)
+            rows, form = to_rows(decode(body), model.manifest.features, self.max_rows)
             proba = model.predictor.predict_proba(rows)
         except ServiceError as exc:
             context["error"] = str(exc)
@@ -58,38 +58,47 @@ class PredictEndpoint:
             return
 
         top = proba.argmax(axis=1).tolist()
-        rows_proba = proba.tolist()
         classes = model.manifest.classes
         if len(top) == 1:  # the common case, without numpy calls on a one-row array
+            confidence = [float(proba[0, top[0]])]
             model.class_counters[top[0]].inc()
-            model.confidence.observe(rows_proba[0][top[0]])
+            model.confidence.observe(confidence[0])
         else:
             for index, count in enumerate(np.bincount(top, minlength=len(classes)).tolist()):
                 if count:
                     model.class_counters[index].inc(count)
-            observe_many(model.confidence, proba[np.arange(len(top)), top])
+            best = proba[np.arange(len(top)), top]
+            observe_many(model.confidence, best)
+            confidence = best.tolist()
         model.drift.add(rows)
-        # A dict comprehension builds these small dicts faster than dict(zip(...)).
-        predictions = [
-            {"label": classes[i], "probabilities": {c: p for c, p in zip(classes, row)}}  # noqa: B905
-            for i, row in zip(top, rows_proba)  # noqa: B905 (lengths equal by construction)
-        ]
+        labels = [classes[i] for i in top]
+        if form == SPLIT:
+            # Columnar in, columnar out: the compact batch form skips per-row objects.
+            response: dict[str, Any] = {
+                "classes": classes,
+                "labels": labels,
+                "probabilities": proba,
+            }
+        else:
+            # A dict comprehension builds these small dicts faster than dict(zip(...)).
+            response = {
+                "predictions": [
+                    {"label": label, "probabilities": {c: p for c, p in zip(classes, row)}}  # noqa: B905
+                    for label, row in zip(labels, proba.tolist())  # noqa: B905 (equal lengths)
+                ]
+            }
         if "log_features" in context:
             context["features"] = rows.tolist()
         if record is not None:
             record["rows"] = len(top)
-            record["labels"] = [classes[i] for i in top]
-            record["confidences"] = [row[i] for i, row in zip(top, rows_proba, strict=True)]
+            record["labels"] = labels
+            record["confidences"] = confidence
             if "features" in record:
                 record["features"] = rows.tolist()
         await send_json(
             send,
             200,
-            {
-                "model_name": model.ref.name,
-                "model_version": model.version,
-                "predictions": predictions,
-            },
+            {"model_name": model.ref.name, "model_version": model.version, **response},
             ((b"x-model-version", model.version.encode()),),
         )
 
@@ -133,7 +142,7 @@ class PredictEndpoint:
 async def send_json(
     send: Send, status: int, payload: Any, headers: tuple[tuple[bytes, bytes], ...] = ()
 ) -> None:
-    body = orjson.dumps(payload)
+    body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
     await send(
         {
             "type": "http.response.start",
@@ -162,9 +171,25 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction]
 
 
+class SplitResponse(BaseModel):
+    model_name: str
+    model_version: str
+    classes: list[str]
+    labels: list[str]
+    probabilities: list[list[float]]
+
+
 class Batch(BaseModel):
     instances: list[dict[str, float]] = Field(
         description="Records of feature name → number (at most MLSTACK_MAX_BATCH_ROWS)."
+    )
+
+
+class SplitBatch(BaseModel):
+    columns: list[str] = Field(description="Feature names, each once, in any order.")
+    data: list[list[float]] = Field(
+        description="Rows of values in `columns` order (at most MLSTACK_MAX_BATCH_ROWS). "
+        "The answer is columnar: `classes`, `labels`, `probabilities`."
     )
 
 
@@ -173,7 +198,7 @@ docs_router = APIRouter()
 
 @docs_router.post(
     "/predict",
-    response_model=PredictResponse,
+    response_model=PredictResponse | SplitResponse,
     summary="Predict one record or a batch",
     responses={
         400: {"description": "Malformed JSON"},
@@ -188,7 +213,9 @@ docs_router = APIRouter()
         503: {"description": "No model loaded yet"},
     },
 )
-async def predict_docs(body: dict[str, float] | Batch) -> PredictResponse:  # pragma: no cover
+async def predict_docs(
+    body: dict[str, float] | Batch | SplitBatch,
+) -> PredictResponse | SplitResponse:  # pragma: no cover
     """Feature names come from the served model's signature (see GET /model). The response
     has header `x-model-version`. Served by the handler above, never by this function."""
     raise NotImplementedError

@@ -135,7 +135,7 @@ BAD_INPUTS = [
         "instances[1] must be an object of features, got array",
     ),
     ("instances not a list", {"instances": SETOSA}, 422, "'instances' must be a list, got object"),
-    ("extra top-level field", {"instances": [SETOSA], "x": 1}, 422, "besides 'instances': ['x']"),
+    ("extra top-level field", {"instances": [SETOSA], "x": 1}, 422, "besides ['instances']: ['x']"),
     ("body is an array", [SETOSA], 422, "body must be a JSON object"),
     ("malformed JSON", b'{"sepal_length": 5.1,', 400, "body is not valid JSON"),
     ("not UTF-8", b'{"sepal_length": "\xff"}', 400, "body is not valid JSON"),
@@ -445,3 +445,22 @@ def test_uvicorn_factory_entry_point_serves_too(
         assert _predict(url, SETOSA).json()["predictions"][0]["label"] == "setosa"
     finally:
         app.stop()
+
+
+def test_split_batch_answers_columnar(served_app: Process) -> None:
+    names = list(SETOSA)
+    response = _predict(
+        served_app.url,
+        {
+            "columns": names[::-1],
+            "data": [[SETOSA[n] for n in names[::-1]], [VIRGINICA[n] for n in names[::-1]]],
+        },
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["classes"] == ["setosa", "versicolor", "virginica"]
+    assert body["labels"] == ["setosa", "virginica"]
+    assert len(body["probabilities"]) == 2 and len(body["probabilities"][0]) == 3
+    records = _predict(served_app.url, {"instances": [SETOSA, VIRGINICA]}).json()
+    for row, prediction in zip(body["probabilities"], records["predictions"], strict=True):
+        assert row == pytest.approx(list(prediction["probabilities"].values()))

@@ -12,10 +12,10 @@ FEATURES = ("a", "b")
 
 
 def test_single_record_and_batch_give_float32_rows_in_feature_order() -> None:
-    rows, batch = to_rows({"b": 2, "a": 1.5}, FEATURES, 10)
-    assert not batch and rows.dtype == np.float32 and rows.tolist() == [[1.5, 2.0]]
-    rows, batch = to_rows({"instances": [{"a": 1, "b": 2}, {"b": 4, "a": 3}]}, FEATURES, 10)
-    assert batch and rows.tolist() == [[1, 2], [3, 4]]
+    rows, form = to_rows({"b": 2, "a": 1.5}, FEATURES, 10)
+    assert form == "record" and rows.dtype == np.float32 and rows.tolist() == [[1.5, 2.0]]
+    rows, form = to_rows({"instances": [{"a": 1, "b": 2}, {"b": 4, "a": 3}]}, FEATURES, 10)
+    assert form == "instances" and rows.tolist() == [[1, 2], [3, 4]]
 
 
 @pytest.mark.parametrize(
@@ -66,4 +66,36 @@ def test_bad_record_in_a_batch_is_named_by_its_index(record: object, message: st
     good = {"a": 1.0, "b": 2}
     with pytest.raises(InvalidInput) as error:
         to_rows({"instances": [good, good, record, good]}, FEATURES, 10)
+    assert message in str(error.value)
+
+
+def test_split_form_reorders_columns_into_feature_order() -> None:
+    rows, form = to_rows({"columns": ["b", "a"], "data": [[2, 1], [4.5, 3]]}, FEATURES, 10)
+    assert form == "split" and rows.tolist() == [[1, 2], [3, 4.5]]
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"columns": ["a"], "data": [[1]]}, "columns: missing feature(s) ['b']"),
+        ({"columns": ["a", "b", "c"], "data": [[1, 2, 3]]}, "unknown feature(s) ['c']"),
+        ({"columns": ["a", "a"], "data": [[1, 2]]}, "'columns' repeats a name"),
+        ({"columns": "a,b", "data": [[1, 2]]}, "'columns' must be a list of feature names"),
+        ({"columns": ["a", "b"], "data": []}, "'data' is empty"),
+        ({"columns": ["a", "b"], "data": [[1, 2], [3]]}, "data[1] must be a list of 2 numbers"),
+        (
+            {"columns": ["a", "b"], "data": [[1, 2], [3, "x"]]},
+            "data[1]: feature 'b' must be a number, got string",
+        ),
+        (
+            {"columns": ["a", "b"], "data": [[1, 2], [float("nan"), 1]]},
+            "data[1]: feature 'a' must be a finite number",
+        ),
+        ({"columns": ["a", "b"], "data": [[1, 2]] * 11}, "'data' has 11 rows, over the limit"),
+        ({"columns": ["a", "b"], "data": [[1, 2]], "x": 1}, "unknown top-level field(s)"),
+    ],
+)
+def test_invalid_split_body_names_the_row_or_column(payload: object, message: str) -> None:
+    with pytest.raises(InvalidInput) as error:
+        to_rows(payload, FEATURES, 10)
     assert message in str(error.value)
