@@ -1,6 +1,7 @@
 # mlstack images, built from the lock file (`uv sync --frozen`):
-#   platform         the inference service (default command) and the training round
-#                    (`python -m training`); dependencies of the `training` extra
+#   platform         the inference service (default command), the training round
+#                    (`python -m training`) and the control plane (`mlstack`); dependencies of
+#                    the `training` and `control` extras
 #   tracking-server  the MLflow tracking server with PostgreSQL and S3 drivers (`tracking-server`
 #                    extra)
 # Written for the classic builder too (no BuildKit-only syntax). The classic builder builds every
@@ -58,12 +59,12 @@ CMD ["mlflow", "server", "--host", "0.0.0.0", "--port", "5000", "--workers", "1"
 
 
 FROM uv AS platform-build
-RUN /opt/uv/bin/uv sync --frozen --no-dev --extra training --no-install-project
+RUN /opt/uv/bin/uv sync --frozen --no-dev --extra training --extra control --no-install-project
 COPY README.md ./
 COPY app ./app
 COPY training ./training
 COPY control ./control
-RUN /opt/uv/bin/uv sync --frozen --no-dev --extra training --no-editable
+RUN /opt/uv/bin/uv sync --frozen --no-dev --extra training --extra control --no-editable
 
 
 FROM runtime AS platform

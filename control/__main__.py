@@ -1,97 +1,170 @@
-"""`mlstack`: drive mlstack in a cluster. `mlstack train` starts a training Job and follows it."""
+"""`mlstack`: train, look at the registry, promote and roll back, read the prediction log, and
+run the control plane (`mlstack serve`).
+
+Every option that is also a setting overrides its environment variable MLSTACK_CONTROL_<NAME>
+(e.g. `--url` ↔ MLSTACK_CONTROL_URL); MLflow is found through MLFLOW_TRACKING_URI.
+Exit status: 0 done, 1 refused or failed, 2 invalid input, 3 MLflow or the control plane
+unreachable.
+"""
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
-import time
-from typing import Any
+from collections.abc import Callable
 
-from control.jobs import COMPONENT_SELECTOR, JobError, follow, job_from_template
+from pydantic import ValidationError
 
+from control import commands
+from control.settings import ENV_PREFIX, ControlSettings
+from training import contract
 
-def _clients() -> tuple[Any, Any]:
-    from kubernetes import client, config
-
-    try:
-        config.load_kube_config()
-    except config.ConfigException:
-        config.load_incluster_config()
-    return client.BatchV1Api(), client.CoreV1Api()
+_FLAGS: dict[str, str] = {}
 
 
-def train(args: argparse.Namespace) -> int:
-    batch, core = _clients()
-    selector = COMPONENT_SELECTOR
-    if args.release:
-        selector += f",app.kubernetes.io/instance={args.release}"
-    jobs = batch.list_namespaced_job(args.namespace, label_selector=selector).items
-    if not jobs:
-        print(
-            f"error: no training Job ({selector}) in namespace {args.namespace!r}: install "
-            "the chart first (helm install) with training.enabled=true",
-            file=sys.stderr,
-        )
-        return 2
-    template = max(jobs, key=lambda j: j.metadata.creation_timestamp)
-    api = batch.api_client
-    base = template.metadata.labels.get("app.kubernetes.io/instance", "mlstack")
-    name = f"{base[:40]}-train-manual-{time.strftime('%Y%m%d%H%M%S')}"
-    manifest = job_from_template(
-        api.sanitize_for_serialization(template), name, args.training_args, getpass.getuser()
+def _settings_flag(parser: argparse.ArgumentParser, *flags: str, field: str, **kw: object) -> None:
+    """A flag that overrides the setting `field` when given (its default stays the setting's)."""
+    _FLAGS[field] = flags[0]
+    info = ControlSettings.model_fields[field]
+    default = info.default if info.default is not None else "unset"
+    parser.add_argument(
+        *flags,
+        dest=field,
+        default=None,
+        help=f"{info.description} ({ENV_PREFIX}{field.upper()}, default {default})",
+        **kw,  # type: ignore[arg-type]
     )
-    batch.create_namespaced_job(args.namespace, manifest)
-    print(
-        f"created job {name} from {template.metadata.name} "
-        f"(extra training flags: {' '.join(args.training_args) or 'none'})"
-    )
-    if args.no_wait:
-        return 0
 
-    def read_log() -> str:
-        pods = core.list_namespaced_pod(args.namespace, label_selector=f"job-name={name}").items
-        if not pods:
-            return ""
-        newest = max(pods, key=lambda p: p.metadata.creation_timestamp)
-        return str(core.read_namespaced_pod_log(newest.metadata.name, args.namespace))
 
-    try:
-        outcome = follow(
-            lambda: api.sanitize_for_serialization(batch.read_namespaced_job(name, args.namespace)),
-            read_log,
-            name,
-            args.timeout,
-            print,
-        )
-    except JobError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(
-        f"job {name} {'succeeded' if outcome.succeeded else 'failed'} after "
-        f"{outcome.seconds:.0f} s; gate: {outcome.decision or 'no decision printed'}"
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlstack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    return 0 if outcome.succeeded else 1
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(
+        name: str, run: Callable[..., int], help_text: str, **kw: str
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=kw.get("description", help_text))
+        p.set_defaults(run=run)
+        return p
+
+    p = command(
+        "train",
+        commands.train,
+        "start a training Job in the cluster and follow it (--local: run the round here)",
+        description="Copies the chart's training Job under a new name and follows it; with "
+        "--local, runs the round in this process against MLFLOW_TRACKING_URI. Flags after `--` "
+        "are passed to the round (`python -m training --help`).",
+    )
+    p.add_argument("--local", action="store_true", help="run the round in this process")
+    _settings_flag(p, "--namespace", "-n", field="namespace")
+    _settings_flag(p, "--release", field="release")
+    p.add_argument("--timeout", type=float, default=900, help="seconds to wait")
+    p.add_argument("--no-wait", action="store_true", help="create the Job and return")
+    p.add_argument("training_args", nargs=argparse.REMAINDER, help="training flags, after --")
+
+    p = command("models", commands.models, "registered models and their versions")
+    p.add_argument("name", nargs="?", help="one model (default: all)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = command("experiments", commands.experiments, "experiments and their best runs")
+    _settings_flag(p, "--metric", field="main_metric")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = command(
+        "promote",
+        commands.promote,
+        "point an alias at a version (refused on a signature change unless --force)",
+    )
+    p.add_argument("name", help="registered model")
+    p.add_argument("version", help="version number")
+    p.add_argument("--alias", default=contract.ALIAS_CHAMPION, help="alias to move")
+    p.add_argument("--force", action="store_true", help="move even when the signature differs")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = command("rollback", commands.rollback, "move an alias back to the version it held before")
+    p.add_argument("name", nargs="?", help="registered model (default: MLSTACK_CONTROL_MODEL_NAME)")
+    p.add_argument("--alias", default=contract.ALIAS_CHAMPION, help="alias to move back")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = command("predictions", commands.predictions, "the prediction log, newest first")
+    p.add_argument("--status", help="success or error")
+    p.add_argument("--source", help="error source: validation, auth, limit or model")
+    p.add_argument("--since", help="from this time (ISO 8601 or epoch seconds)")
+    p.add_argument("--until", help="before this time (ISO 8601 or epoch seconds)")
+    p.add_argument("--model-version", dest="model_version", help="one model version")
+    p.add_argument("--limit", help="records per page (default 50, at most 1000)")
+    p.add_argument("--offset", help="records to skip (default 0)")
+    _settings_flag(p, "--url", field="url")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = command(
+        "status",
+        commands.status,
+        "MLflow, champion and challenger, the control plane, the cluster (when reachable)",
+    )
+    _settings_flag(p, "--url", field="url")
+    _settings_flag(p, "--model-name", field="model_name")
+    _settings_flag(p, "--namespace", "-n", field="namespace")
+    _settings_flag(p, "--release", field="release")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = command("serve", commands.serve, "run the control plane (one uvicorn worker)")
+    _settings_flag(p, "--host", field="host")
+    _settings_flag(p, "--port", field="port")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mlstack", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_train = sub.add_parser(
-        "train",
-        help="start a training Job in the cluster and follow it",
-        description="Copies the chart's training Job under a new name; "
-        "flags after `--` are passed to `python -m training`.",
-    )
-    p_train.add_argument("--namespace", "-n", default="default")
-    p_train.add_argument("--release", help="Helm release (default: any)")
-    p_train.add_argument("--timeout", type=float, default=900, help="seconds to wait")
-    p_train.add_argument("--no-wait", action="store_true", help="create the Job and return")
-    p_train.add_argument("training_args", nargs=argparse.REMAINDER, help="training flags, after --")
-    args = parser.parse_args(argv)
-    if args.training_args[:1] == ["--"]:
+    args = _parser().parse_args(argv)
+    if getattr(args, "training_args", None) and args.training_args[:1] == ["--"]:
         args.training_args = args.training_args[1:]
-    return train(args)
+    overrides = {
+        field: value
+        for field in ControlSettings.model_fields
+        if (value := getattr(args, field, None)) is not None
+    }
+    try:
+        settings = ControlSettings(**overrides)
+        settings.resolved_api_key()  # an unreadable key file is found before any work
+    except ValidationError as exc:
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else ""
+            if field in overrides:
+                where = _FLAGS[field]
+            elif field:
+                alias = ControlSettings.model_fields[field].validation_alias
+                where = str(alias) if alias else f"{ENV_PREFIX}{field.upper()}"
+            else:
+                where = "settings"
+            print(f"error: {where}: {error['msg']}", file=sys.stderr)
+        return commands.EXIT_INVALID
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return commands.EXIT_INVALID
+    from control import log
+    from control.client import ControlPlaneError
+    from control.errors import ControlError, InvalidInput, RegistryUnavailable
+    from training.registry import MlflowUnavailable
+
+    if args.command != "serve":
+        # Audit events (alias.moved) go to stderr; tables and JSON stay alone on stdout.
+        log.configure(settings.log_level, sys.stderr.buffer)
+    try:
+        status: int = args.run(settings, args)
+    except (MlflowUnavailable, RegistryUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return commands.EXIT_UNREACHABLE
+    except ControlPlaneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if exc.status is None:
+            return commands.EXIT_UNREACHABLE
+        return commands.EXIT_INVALID if exc.status in (400, 422) else commands.EXIT_FAILED
+    except ControlError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return commands.EXIT_INVALID if isinstance(exc, InvalidInput) else commands.EXIT_FAILED
+    return status
 
 
 if __name__ == "__main__":

@@ -7,12 +7,24 @@ with extra training flags appended. The command and the chart therefore never di
 from __future__ import annotations
 
 import copy
+import json
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+
+from training.settings import TrainingSettings
+
 COMPONENT_SELECTOR = "app.kubernetes.io/component=training"
+REQUESTED_BY = "mlstack/requested-by"
+TRAINING_ARGS = "mlstack/training-args"
+# Training settings a request may set; the rest belong to the Job (MLflow's address, the code
+# version baked into the image, how long to wait for MLflow).
+_NOT_PARAMETERS = frozenset({"tracking_uri", "code_version", "mlflow_timeout_seconds"})
 _DROP_LABELS = (
     "controller-uid",
     "batch.kubernetes.io/controller-uid",
@@ -25,12 +37,111 @@ class JobError(Exception):
     """No template Job, or the new Job failed or timed out."""
 
 
+class ParameterError(ValueError):
+    """Training parameters that `python -m training` would refuse; `problems` names each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
 @dataclass(frozen=True)
 class Outcome:
     name: str
     succeeded: bool
     decision: str | None  # the gate's line from the round's summary, when printed
     seconds: float
+
+
+@dataclass(frozen=True)
+class RoundSummary:
+    """What a finished round printed: its MLflow run, the version it registered, the gate."""
+
+    run_id: str | None
+    version: str | None
+    decision: str | None
+
+
+class _RequestedTraining(TrainingSettings):
+    """The round's settings from a request only: the control plane's own environment must
+    not fill in what the request did not give."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def training_parameters() -> dict[str, Any]:
+    """The training settings a request may set, by name, with their pydantic field info."""
+    return {
+        name: info
+        for name, info in TrainingSettings.model_fields.items()
+        if name not in _NOT_PARAMETERS
+    }
+
+
+def training_flags(parameters: dict[str, Any]) -> list[str]:
+    """`python -m training` flags for `parameters` ({"min_score": 0.8} → --min-score 0.8),
+    validated exactly as the round validates them, before any Job exists.
+
+    Raises ParameterError naming every unknown or invalid parameter."""
+    allowed = training_parameters()
+    problems = [
+        f"{name}: not a training parameter (allowed: {', '.join(allowed)})"
+        for name in sorted(set(parameters) - set(allowed))
+    ]
+    try:
+        settings = _RequestedTraining(**{k: v for k, v in parameters.items() if k in allowed})
+    except ValidationError as exc:
+        problems += [
+            f"{'.'.join(str(p) for p in e['loc']) or 'parameters'}: {e['msg']}"
+            for e in exc.errors()
+        ]
+    if problems:
+        raise ParameterError(problems)
+    flags: list[str] = []
+    for name in parameters:
+        flag = "--" + name.replace("_", "-")
+        value = getattr(settings, name)
+        if isinstance(value, bool):
+            flags.append(flag if value else f"--no-{name.replace('_', '-')}")
+        elif isinstance(value, tuple):
+            flags += [flag, ",".join(str(v) for v in value)]
+        elif value is not None:
+            flags += [flag, str(value)]
+    return flags
+
+
+def pick_template(jobs: list[Any]) -> Any:
+    """The Job to copy: the newest one the chart (or its CronJob) created, else the newest."""
+    if not jobs:
+        raise JobError("no training Job to copy")
+    own = [j for j in jobs if REQUESTED_BY not in (j.metadata.annotations or {})]
+    return max(own or jobs, key=lambda j: j.metadata.creation_timestamp)
+
+
+def job_name(release: str, kind: str) -> str:
+    """`<release>-train-<kind>-<UTC time>-<4 hex>`: unique, sortable, at most 63 characters."""
+    stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+    return f"{release[:30]}-train-{kind}-{stamp}-{secrets.token_hex(2)}"
+
+
+def summary_from_log(log: str) -> RoundSummary:
+    """The summary lines `python -m training` prints at the end of a round."""
+    run_id = version = None
+    for line in log.splitlines():
+        if line.startswith("registered ") and " v" in line:
+            version = line.rsplit(" v", 1)[1].strip() or None
+        elif line.startswith("mlflow ui ") and "/runs/" in line:
+            run_id = line.rsplit("/runs/", 1)[1].strip() or None
+    return RoundSummary(run_id, version, decision_line(log))
 
 
 def job_from_template(
@@ -67,7 +178,7 @@ def job_from_template(
             "name": name,
             "namespace": metadata.get("namespace"),
             "labels": job_labels,
-            "annotations": {"mlstack/requested-by": requested_by},
+            "annotations": {REQUESTED_BY: requested_by, TRAINING_ARGS: json.dumps(extra_args)},
         },
         "spec": {**job_spec, "template": pod},
     }
@@ -94,16 +205,7 @@ def follow(
     last = ""
     printed = 0
     while True:
-        status = read_job().get("status") or {}
-        state = (
-            "succeeded"
-            if status.get("succeeded")
-            else "failed"
-            if _failed(status)
-            else "running"
-            if status.get("active")
-            else "pending"
-        )
+        state = job_state(read_job().get("status") or {})
         if state != last:
             say(f"job {name}: {state}")
             last = state
@@ -119,6 +221,15 @@ def follow(
         if time.monotonic() - started > timeout:
             raise JobError(f"job {name} did not finish within {timeout:g} s (state {state})")
         time.sleep(poll_seconds)
+
+
+def job_state(status: dict[str, Any]) -> str:
+    """pending, running, succeeded or failed, from a Job's status (as a dict from the API)."""
+    if status.get("succeeded"):
+        return "succeeded"
+    if _failed(status):
+        return "failed"
+    return "running" if status.get("active") else "pending"
 
 
 def _failed(status: dict[str, Any]) -> bool:

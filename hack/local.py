@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -111,3 +113,100 @@ def start_mlflow(directory: Path, port: int | None = None) -> Process:
         process.stop()
         raise TimeoutError(f"mlflow server did not start:\n{process.output()[-3000:]}") from None
     return process
+
+
+def postgres_bin() -> Path:
+    """The directory of PostgreSQL's server binaries (Debian keeps them off PATH)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if found:
+        return found[-1].parent
+    initdb = shutil.which("initdb")
+    if initdb:
+        return Path(initdb).resolve().parent
+    raise FileNotFoundError(
+        "PostgreSQL server binaries (initdb, postgres) not found: "
+        "apt-get install -y --no-install-recommends postgresql"
+    )
+
+
+@dataclass
+class Postgres:
+    """A throwaway PostgreSQL server on loopback; `uri` reaches its `postgres` database."""
+
+    process: Process
+    root: Path
+    uri: str
+
+    def stop(self) -> None:
+        self.process.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def start_postgres(port: int | None = None) -> Postgres:
+    """initdb + postgres in a fresh directory under the system temp dir, trust auth, listening
+    on 127.0.0.1 only, fsync off (a test database). PostgreSQL refuses to run as root: as
+    root, the server runs as the `postgres` user (created by Debian's package)."""
+    binaries = postgres_bin()
+    port = port or free_port()
+    root = Path(tempfile.mkdtemp(prefix="mlstack-pg-"))
+    data = root / "data"
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        import pwd
+
+        user = pwd.getpwnam("postgres")
+        os.chown(root, user.pw_uid, user.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    init = subprocess.run(
+        [
+            *prefix,
+            str(binaries / "initdb"),
+            "-D",
+            str(data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if init.returncode != 0:
+        shutil.rmtree(root, ignore_errors=True)
+        raise RuntimeError(f"initdb failed ({init.returncode}):\n{init.stdout}{init.stderr}")
+    uri = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    process = start(
+        [
+            *prefix,
+            str(binaries / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-k",
+            str(root),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+        ],
+        root / "postgres.log",
+        uri,
+    )
+    server = Postgres(process, root, uri)
+
+    def accepting() -> bool:
+        ready = [str(binaries / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)]
+        return subprocess.run(ready, check=False, timeout=10).returncode == 0
+
+    try:
+        wait_until(accepting, 60, f"postgres on 127.0.0.1:{port}", interval=0.3)
+    except TimeoutError:
+        output = process.output()
+        server.stop()
+        raise TimeoutError(f"postgres did not start:\n{output[-3000:]}") from None
+    return server

@@ -1,0 +1,92 @@
+"""What `mlstack status` reads from the cluster: the last training Job, the inference pods and
+the model version each reports (its /readyz, through the API server's pod proxy)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from control.jobs import COMPONENT_SELECTOR, job_state
+
+INFERENCE_SELECTOR = "app.kubernetes.io/component=inference"
+_INSTANCE = "app.kubernetes.io/instance"
+
+
+def clients() -> tuple[Any, Any]:
+    """(BatchV1Api, CoreV1Api) from the kube config, or in-cluster. Raises ConfigException."""
+    from kubernetes import client, config
+
+    try:
+        config.load_kube_config()
+    except config.ConfigException as local:
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            raise config.ConfigException(
+                f"no usable kube config ({local}) and not running in a cluster"
+            ) from None
+    return client.BatchV1Api(), client.CoreV1Api()
+
+
+@dataclass(frozen=True)
+class JobView:
+    name: str
+    state: str  # pending, running, succeeded, failed
+    started: str | None  # ISO 8601, as the API reports it
+    finished: str | None
+
+
+@dataclass(frozen=True)
+class PodView:
+    name: str
+    ready: bool
+    model_version: str | None  # what the pod's /readyz reports, None when it cannot say
+
+
+def selector(component: str, release: str | None) -> str:
+    return f"{component},{_INSTANCE}={release}" if release else component
+
+
+def last_training_job(batch: Any, namespace: str, release: str | None) -> JobView | None:
+    jobs = batch.list_namespaced_job(
+        namespace, label_selector=selector(COMPONENT_SELECTOR, release)
+    ).items
+    if not jobs:
+        return None
+    job = max(jobs, key=lambda j: j.metadata.creation_timestamp)
+    status = batch.api_client.sanitize_for_serialization(job.status) or {}
+    return JobView(
+        job.metadata.name,
+        job_state(status),
+        status.get("startTime"),
+        status.get("completionTime"),
+    )
+
+
+def inference_pods(core: Any, namespace: str, release: str | None) -> list[PodView]:
+    pods = core.list_namespaced_pod(
+        namespace, label_selector=selector(INFERENCE_SELECTOR, release)
+    ).items
+    out = []
+    for pod in sorted(pods, key=lambda p: p.metadata.name):
+        ready = any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+        out.append(PodView(pod.metadata.name, ready, _reported_version(core, pod, namespace)))
+    return out
+
+
+def _reported_version(core: Any, pod: Any, namespace: str) -> str | None:
+    port = next(
+        (p.container_port for c in pod.spec.containers for p in c.ports or [] if p.name == "http"),
+        None,
+    )
+    if port is None:
+        return None
+    try:
+        body = core.connect_get_namespaced_pod_proxy_with_path(
+            f"{pod.metadata.name}:{port}", namespace, "readyz"
+        )
+        version = json.loads(body).get("model_version")
+    except Exception:  # unready pods answer 503 through the proxy: no version to report
+        return None
+    return str(version) if version is not None else None

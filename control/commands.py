@@ -1,0 +1,414 @@
+"""What each `mlstack` subcommand does. Every function takes the settings and the parsed
+arguments and returns the exit status: 0 done, 1 refused or failed, 2 invalid input,
+3 MLflow or the control plane unreachable.
+
+Registry commands talk to MLflow directly (through `control.registry`, the same functions the
+service's routes call, so the same checks apply); `predictions` asks the control plane.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+import time
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from control.client import ControlClient, ControlPlaneError
+from control.jobs import (
+    COMPONENT_SELECTOR,
+    JobError,
+    follow,
+    job_from_template,
+    job_name,
+    pick_template,
+)
+from control.render import epoch_to_iso, short, table
+from control.settings import ControlSettings
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+EXIT_UNREACHABLE = 3
+
+
+def _json(value: Any) -> None:
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    elif isinstance(value, list):
+        value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
+    print(json.dumps(value, indent=2))
+
+
+def _mlflow(settings: ControlSettings) -> Any:
+    """A client of a reachable MLflow. One quick probe first: the client itself retries an
+    unreachable server for minutes. Raises MlflowUnavailable."""
+    from mlflow import MlflowClient
+
+    from training.registry import wait_for_mlflow
+
+    wait_for_mlflow(settings.tracking_uri, 0)
+    return MlflowClient(settings.tracking_uri)
+
+
+def _control(settings: ControlSettings) -> ControlClient:
+    return ControlClient(
+        settings.url,
+        settings.resolved_api_key(),
+        settings.api_key_header,
+        settings.request_timeout_seconds,
+    )
+
+
+def serve(settings: ControlSettings, _: argparse.Namespace) -> int:
+    import uvicorn
+
+    from control.service import create_app
+
+    application = create_app(settings)
+    # One worker: SQLite has one writer, and prometheus-client stays single-process.
+    uvicorn.run(
+        application,
+        host=settings.host,
+        port=settings.port,
+        workers=1,
+        access_log=False,  # the service logs one JSON line per request itself
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=30,
+    )
+    return EXIT_OK
+
+
+def models(settings: ControlSettings, args: argparse.Namespace) -> int:
+    from control import registry
+
+    client = _mlflow(settings)
+    names = [args.name] if args.name else [m.name for m in registry.list_models(client)]
+    details = [registry.model_detail(client, name) for name in names]
+    if args.json:
+        _json(details)
+        return EXIT_OK
+    rows = [
+        (
+            d.name,
+            v.version,
+            ",".join(v.aliases) or None,
+            v.metric,
+            None if v.score is None else f"{v.score:.4f}",
+            v.decision,
+            v.created,
+        )
+        for d in details
+        for v in d.versions
+    ]
+    print(table(("NAME", "VERSION", "ALIASES", "METRIC", "SCORE", "DECISION", "CREATED"), rows))
+    return EXIT_OK
+
+
+def experiments(settings: ControlSettings, args: argparse.Namespace) -> int:
+    from control import registry
+
+    views = registry.list_experiments(_mlflow(settings), settings.main_metric)
+    if args.json:
+        _json(views)
+        return EXIT_OK
+    rows = []
+    for e in views:
+        best = e.best_run
+        rows.append(
+            (
+                e.experiment_id,
+                e.name,
+                best and best.run_id,
+                best and best.candidate,
+                best and best.metric,
+                best and f"{best.value:.4f}",
+                best and best.dataset,
+                best and best.started,
+            )
+        )
+    headers = ("ID", "EXPERIMENT", "BEST RUN", "CANDIDATE", "METRIC", "VALUE", "DATASET", "STARTED")
+    print(table(headers, rows))
+    return EXIT_OK
+
+
+def _say_change(change: Any, verb: str) -> None:
+    if not change.changed:
+        print(f"{change.alias} of {change.model} already points to v{change.version}: unchanged")
+        return
+    before = f"v{change.previous}" if change.previous else "nothing"
+    forced = " (forced)" if change.forced else ""
+    print(f"{change.alias} of {change.model}: {before} -> v{change.version} {verb}{forced}")
+
+
+def promote(settings: ControlSettings, args: argparse.Namespace) -> int:
+    from control import registry
+
+    change = registry.move_alias(
+        _mlflow(settings), args.name, args.alias, args.version, args.force, f"cli:{_user()}"
+    )
+    if args.json:
+        _json(change)
+    else:
+        _say_change(change, "promoted")
+    return EXIT_OK
+
+
+def rollback(settings: ControlSettings, args: argparse.Namespace) -> int:
+    from control import registry
+
+    name = args.name or settings.model_name
+    change = registry.rollback(_mlflow(settings), name, args.alias, f"cli:{_user()}")
+    if args.json:
+        _json(change)
+    else:
+        _say_change(change, "rolled back")
+    return EXIT_OK
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (e.g. an arbitrary uid in a container)
+        return "unknown"
+
+
+_QUERY_FLAGS = {"status": "--status", "source": "--source", "model_version": "--model-version"}
+
+
+def predictions(settings: ControlSettings, args: argparse.Namespace) -> int:
+    from control.schemas import PredictionQuery
+
+    fields = ("status", "source", "since", "until", "model_version", "limit", "offset")
+    given = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
+    try:
+        query = PredictionQuery(**given)
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = str(error["loc"][0]) if error["loc"] else "query"
+            flag = _QUERY_FLAGS.get(where, f"--{where}")
+            print(f"error: {flag}: {error['msg']}", file=sys.stderr)
+        return EXIT_INVALID
+    params = query.model_dump(exclude_none=True)
+    page = _control(settings).get("/v1/predictions", params)
+    if args.json:
+        _json(page)
+        return EXIT_OK
+    rows = [
+        (
+            epoch_to_iso(r["time"]),
+            r["request_id"],
+            r["model_version"],
+            r["status"],
+            r["outcome"],
+            r["error_source"],
+            f"{r['latency_ms']:.2f}",
+            r["rows"],
+            short(r["labels"]),
+        )
+        for r in page["items"]
+    ]
+    headers = (
+        "TIME",
+        "REQUEST ID",
+        "VERSION",
+        "STATUS",
+        "OUTCOME",
+        "SOURCE",
+        "LATENCY MS",
+        "ROWS",
+        "LABELS",
+    )
+    print(table(headers, rows))
+    shown = len(page["items"])
+    first = query.offset + 1 if shown else query.offset
+    print(f"{first}-{query.offset + shown} of {page['total']}")
+    return EXIT_OK
+
+
+def status(settings: ControlSettings, args: argparse.Namespace) -> int:
+    """MLflow, the model's aliases, the control plane and its log, and — when a cluster is
+    reachable — the last training Job and the version each inference pod serves."""
+    from control import registry
+    from control.errors import ControlError
+    from training import contract
+    from training.registry import MlflowUnavailable
+
+    report: dict[str, Any] = {"mlflow": {"url": settings.tracking_uri}}
+    try:
+        client = _mlflow(settings)
+        report["mlflow"]["reachable"] = True
+        detail = registry.model_detail(client, settings.model_name)
+        versions = {v.version: v for v in detail.versions}
+        report["model"] = {
+            "name": detail.name,
+            "aliases": {
+                alias: versions[version].model_dump(mode="json")
+                for alias, version in sorted(detail.aliases.items())
+                if version in versions
+            },
+        }
+    except MlflowUnavailable as exc:
+        report["mlflow"].update(reachable=False, error=str(exc))
+    except ControlError as exc:
+        report["model"] = {"name": settings.model_name, "error": str(exc)}
+
+    control = _control(settings)
+    report["control_plane"] = {"url": control.url}
+    try:
+        now = time.time()
+        recent = {"since": now - 3600, "limit": 1}
+        report["control_plane"]["predictions"] = {
+            "total": control.get("/v1/predictions", {"limit": 1})["total"],
+            "last_hour": control.get("/v1/predictions", recent)["total"],
+            "last_hour_errors": control.get("/v1/predictions", {**recent, "status": "error"})[
+                "total"
+            ],
+        }
+    except ControlPlaneError as exc:
+        report["control_plane"]["error"] = str(exc)
+
+    report["cluster"] = _cluster_status(settings)
+
+    if args.json:
+        _json(report)
+    else:
+        _print_status(report, contract.ALIAS_CHAMPION, contract.ALIAS_CHALLENGER)
+    return EXIT_OK if report["mlflow"].get("reachable") else EXIT_UNREACHABLE
+
+
+def _cluster_status(settings: ControlSettings) -> dict[str, Any]:
+    from control import cluster
+
+    out: dict[str, Any] = {"namespace": settings.namespace}
+    try:
+        batch, core = cluster.clients()
+        job = cluster.last_training_job(batch, settings.namespace, settings.release)
+        pods = cluster.inference_pods(core, settings.namespace, settings.release)
+    except Exception as exc:  # no kube config, no cluster, no permission: say so and go on
+        out["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return out
+    out["last_training_job"] = None if job is None else vars(job)
+    out["inference_pods"] = [vars(p) for p in pods]
+    return out
+
+
+def _print_status(report: dict[str, Any], *main_aliases: str) -> None:
+    mlflow = report["mlflow"]
+    state = "reachable" if mlflow.get("reachable") else f"UNREACHABLE ({mlflow.get('error')})"
+    lines = [("mlflow", f"{mlflow['url']} {state}")]
+    model = report.get("model")
+    if model is not None:
+        lines.append(
+            ("model", model["name"] + (f" ({model['error']})" if "error" in model else ""))
+        )
+        aliases = model.get("aliases", {})
+        order = {alias: i for i, alias in enumerate(main_aliases)}
+        for alias in sorted(aliases, key=lambda a: (order.get(a, len(order)), a)):
+            v = aliases[alias]
+            score = f"{v['metric']} {v['score']:.4f}" if v["score"] is not None else "no score"
+            lines.append((f"  {alias}", f"v{v['version']} ({score}) created {v['created']}"))
+        for alias in main_aliases:
+            if "error" not in model and alias not in aliases:
+                lines.append((f"  {alias}", "-"))
+    control = report["control_plane"]
+    if "error" in control:
+        lines.append(("control plane", f"{control['url']} UNREACHABLE ({control['error']})"))
+    else:
+        p = control["predictions"]
+        lines.append(("control plane", f"{control['url']} answering"))
+        lines.append(
+            (
+                "  predictions",
+                f"{p['total']} logged; last hour {p['last_hour']}, errors {p['last_hour_errors']}",
+            )
+        )
+    k8s = report["cluster"]
+    if "error" in k8s:
+        lines.append(("cluster", f"not reachable ({k8s['error']})"))
+    else:
+        lines.append(("cluster", f"namespace {k8s['namespace']}"))
+        job = k8s["last_training_job"]
+        lines.append(
+            (
+                "  training job",
+                "none"
+                if job is None
+                else f"{job['name']} {job['state']} (started {job['started']}, "
+                f"finished {job['finished']})",
+            )
+        )
+        pods = k8s["inference_pods"]
+        lines.append(("  inference", f"{len(pods)} pod(s)"))
+        for pod in pods:
+            ready = "ready" if pod["ready"] else "not ready"
+            lines.append((f"    {pod['name']}", f"{ready}, serving v{pod['model_version']}"))
+    width = max(len(k) for k, _ in lines) + 2
+    for key, value in lines:
+        print(f"{key.ljust(width)}{value}")
+
+
+def train_local(_: ControlSettings, args: argparse.Namespace) -> int:
+    """One round in this process (`python -m training` with the same flags and exit codes)."""
+    from training.__main__ import main as training_main
+
+    return training_main(args.training_args)
+
+
+def train(settings: ControlSettings, args: argparse.Namespace) -> int:
+    """Copy the chart's training Job under a new name and follow it."""
+    if args.local:
+        return train_local(settings, args)
+    from control.cluster import clients, selector
+
+    batch, core = clients()
+    namespace = settings.namespace
+    label_selector = selector(COMPONENT_SELECTOR, settings.release)
+    jobs = batch.list_namespaced_job(namespace, label_selector=label_selector).items
+    if not jobs:
+        print(
+            f"error: no training Job ({label_selector}) in namespace {namespace!r}: install "
+            "the chart first (helm install) with training.enabled=true",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    template = pick_template(jobs)
+    api = batch.api_client
+    name = job_name(template.metadata.labels.get("app.kubernetes.io/instance", "mlstack"), "cli")
+    manifest = job_from_template(
+        api.sanitize_for_serialization(template), name, args.training_args, _user()
+    )
+    batch.create_namespaced_job(namespace, manifest)
+    print(
+        f"created job {name} from {template.metadata.name} "
+        f"(extra training flags: {' '.join(args.training_args) or 'none'})"
+    )
+    if args.no_wait:
+        return EXIT_OK
+
+    def read_log() -> str:
+        pods = core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items
+        if not pods:
+            return ""
+        newest = max(pods, key=lambda p: p.metadata.creation_timestamp)
+        return str(core.read_namespaced_pod_log(newest.metadata.name, namespace))
+
+    try:
+        outcome = follow(
+            lambda: api.sanitize_for_serialization(batch.read_namespaced_job(name, namespace)),
+            read_log,
+            name,
+            args.timeout,
+            print,
+        )
+    except JobError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(
+        f"job {name} {'succeeded' if outcome.succeeded else 'failed'} after "
+        f"{outcome.seconds:.0f} s; gate: {outcome.decision or 'no decision printed'}"
+    )
+    return EXIT_OK if outcome.succeeded else EXIT_FAILED

@@ -1,0 +1,306 @@
+"""The registry at a glance, promotion and rollback: MLflow client calls behind typed results.
+
+The service's routes and the `mlstack` command call these same functions, so promotion
+through either path makes the same checks. Every MLflow failure leaves as a ControlError:
+NotFound for a missing model or version, RegistryUnavailable for the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import structlog
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+from control import metrics
+from control.errors import Conflict, InvalidInput, NotFound, RegistryUnavailable
+from control.render import epoch_to_iso
+from control.schemas import (
+    AliasChange,
+    BestRun,
+    ExperimentView,
+    ModelDetail,
+    ModelSummary,
+    ModelVersionView,
+)
+from training import contract
+from training.registry import alias_version, read_manifest
+
+log = structlog.get_logger("control.registry")
+
+_MISSING = ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
+
+
+def previous_tag(alias: str) -> str:
+    """The version tag that remembers which version `alias` held before (per alias)."""
+    return f"{contract.TAG_PREVIOUS_HOLDER_PREFIX}{alias}"
+
+
+@contextlib.contextmanager
+def _mlflow(what: str) -> Iterator[None]:
+    """Turn MLflow's exceptions into ours; `what` names the thing for a 404."""
+    try:
+        yield
+    except MlflowException as exc:
+        if exc.error_code in _MISSING:
+            raise NotFound(f"{what} does not exist") from exc
+        if exc.error_code == "INVALID_PARAMETER_VALUE":  # e.g. a reserved alias name
+            raise InvalidInput(f"MLflow refused {what}: {exc.message}") from exc
+        metrics.REGISTRY_ERRORS.inc()
+        raise RegistryUnavailable(f"MLflow failed on {what}: {exc.message}") from exc
+    except OSError as exc:  # requests' connection errors are OSErrors too
+        metrics.REGISTRY_ERRORS.inc()
+        raise RegistryUnavailable(f"MLflow is unreachable ({what}): {exc}") from exc
+
+
+def _iso(millis: int | None) -> str | None:
+    if not millis:
+        return None
+    return epoch_to_iso(millis / 1000)
+
+
+def _quoted(name: str) -> str:
+    if "'" in name or "\\" in name:
+        raise InvalidInput(f"model name {name!r}: quotes and backslashes are not supported")
+    return f"'{name}'"
+
+
+def list_models(client: MlflowClient) -> list[ModelSummary]:
+    """Every registered model, by name."""
+    out: list[ModelSummary] = []
+    token: str | None = None
+    with _mlflow("the registered models"):
+        while True:
+            page = client.search_registered_models(order_by=["name ASC"], page_token=token)
+            out.extend(
+                ModelSummary(
+                    name=m.name,
+                    description=m.description or None,
+                    created=_iso(m.creation_timestamp),
+                    updated=_iso(m.last_updated_timestamp),
+                    aliases={str(k): str(v) for k, v in (m.aliases or {}).items()},
+                )
+                for m in page
+            )
+            token = page.token
+            if not token:
+                return out
+
+
+def model_detail(client: MlflowClient, name: str) -> ModelDetail:
+    """One model with every version, newest first: aliases, gate metric and decision."""
+    quoted = _quoted(name)
+    with _mlflow(f"registered model {name!r}"):
+        model = client.get_registered_model(name)
+        versions: list[ModelVersion] = []
+        token: str | None = None
+        while True:
+            page = client.search_model_versions(
+                f"name = {quoted}", order_by=["version_number DESC"], page_token=token
+            )
+            versions.extend(page)
+            token = page.token
+            if not token:
+                break
+    aliases = {str(k): str(v) for k, v in (model.aliases or {}).items()}
+    return ModelDetail(
+        name=model.name,
+        description=model.description or None,
+        created=_iso(model.creation_timestamp),
+        updated=_iso(model.last_updated_timestamp),
+        aliases=aliases,
+        versions=[_version_view(v, aliases) for v in versions],
+    )
+
+
+def _version_view(mv: ModelVersion, aliases: dict[str, str]) -> ModelVersionView:
+    tags: dict[str, str] = dict(mv.tags or {})
+    score = tags.get(contract.TAG_GATE_SCORE)
+    onnx = tags.get(contract.TAG_ONNX)
+    prefix = contract.TAG_PREVIOUS_HOLDER_PREFIX
+    return ModelVersionView(
+        version=str(mv.version),
+        aliases=sorted(a for a, v in aliases.items() if v == str(mv.version)),
+        status=str(mv.status),
+        created=_iso(mv.creation_timestamp),
+        run_id=mv.run_id or None,
+        metric=tags.get(contract.TAG_GATE_METRIC),
+        score=float(score) if score else None,
+        decision=tags.get(contract.TAG_GATE_DECISION),
+        reason=tags.get(contract.TAG_GATE_REASON),
+        onnx=None if onnx is None else onnx == "true",
+        previous={k.removeprefix(prefix): v for k, v in tags.items() if k.startswith(prefix)},
+    )
+
+
+def list_experiments(client: MlflowClient, metric: str) -> list[ExperimentView]:
+    """Every active experiment with its best training round on the held-out `metric`."""
+    if metric not in contract.METRIC_DIRECTIONS:
+        raise InvalidInput(
+            f"metric: unknown {metric!r}; choose from {', '.join(contract.METRIC_DIRECTIONS)}"
+        )
+    higher_is_better = contract.METRIC_DIRECTIONS[metric]
+    column = f"{contract.TEST_METRIC_PREFIX}{metric}"
+    order = f"metrics.`{column}` {'DESC' if higher_is_better else 'ASC'}"
+    rounds = f"tags.`{contract.TAG_ROUND_ROLE}` = '{contract.ROLE_ROUND}'"
+    out: list[ExperimentView] = []
+    with _mlflow("the experiments"):
+        experiments: list[Any] = []
+        token: str | None = None
+        while True:
+            page = client.search_experiments(order_by=["name ASC"], page_token=token)
+            experiments.extend(page)
+            token = page.token
+            if not token:
+                break
+        for experiment in experiments:
+            runs = client.search_runs(
+                [experiment.experiment_id], rounds, order_by=[order], max_results=1
+            )
+            best = None
+            if runs and column in runs[0].data.metrics:
+                run = runs[0]
+                best = BestRun(
+                    run_id=run.info.run_id,
+                    run_name=run.info.run_name or None,
+                    metric=metric,
+                    value=float(run.data.metrics[column]),
+                    candidate=run.data.tags.get(contract.TAG_CANDIDATE),
+                    dataset=run.data.tags.get(contract.TAG_DATASET_NAME),
+                    decision=run.data.tags.get(contract.TAG_GATE_DECISION),
+                    started=_iso(run.info.start_time),
+                )
+            out.append(
+                ExperimentView(
+                    experiment_id=str(experiment.experiment_id),
+                    name=experiment.name,
+                    created=_iso(experiment.creation_time),
+                    best_run=best,
+                )
+            )
+    return out
+
+
+def _features(client: MlflowClient, name: str, version: str) -> tuple[str, ...]:
+    try:
+        return read_manifest(client, name, version).features
+    except (MlflowException, OSError, contract.ManifestError) as exc:
+        raise Conflict(
+            f"the manifest of {name} v{version} cannot be read ({exc}); "
+            "pass force to move the alias anyway"
+        ) from exc
+
+
+def move_alias(
+    client: MlflowClient, name: str, alias: str, version: str, force: bool, by: str
+) -> AliasChange:
+    """Point `alias` of `name` at `version` and remember the previous holder on the version.
+
+    Refused (Conflict) when the version's features differ from the current holder's, or a
+    manifest cannot be read, unless `force`. NotFound for a missing model or version. The alias
+    moves last: a refusal or failure changes nothing.
+    """
+    _quoted(name)
+    with _mlflow(f"version {version} of model {name!r}"):
+        target = client.get_model_version(name, version)
+    with _mlflow(f"registered model {name!r}"):
+        current = alias_version(client, name, alias)
+    previous = None if current is None else str(current.version)
+    if previous == str(target.version):
+        metrics.ALIAS_CHANGES.labels("promote", "unchanged").inc()
+        return AliasChange(
+            model=name,
+            alias=alias,
+            version=previous,
+            previous=previous,
+            changed=False,
+            forced=force,
+        )
+    if not force:
+        try:
+            if target.status != "READY":
+                raise Conflict(f"{name} v{version} is {target.status}, not READY")
+            features = _features(client, name, version)
+            if previous is not None:
+                held = _features(client, name, previous)
+                if held != features:
+                    raise Conflict(
+                        f"the signature of {name} v{version} differs from {alias} "
+                        f"v{previous}'s: features {list(features)} vs {list(held)}; "
+                        "pass force to move the alias anyway"
+                    )
+        except Conflict as exc:
+            metrics.ALIAS_CHANGES.labels("promote", "refused").inc()
+            log.warning(
+                "alias.refused",
+                model=name,
+                alias=alias,
+                version=version,
+                holder=previous,
+                reason=str(exc),
+                by=by,
+            )
+            raise
+    with _mlflow(f"alias {alias!r} of model {name!r}"):
+        tag = previous_tag(alias)
+        recorded = (target.tags or {}).get(tag)
+        _record(client, name, version, tag, previous, recorded)
+        try:
+            client.set_registered_model_alias(name, alias, version)
+        except Exception:
+            _record(client, name, version, tag, recorded, previous)  # leave it as it was
+            raise
+    metrics.ALIAS_CHANGES.labels("promote", "moved").inc()
+    log.info(
+        "alias.moved",
+        model=name,
+        alias=alias,
+        version=version,
+        previous=previous,
+        forced=force,
+        by=by,
+    )
+    return AliasChange(
+        model=name, alias=alias, version=version, previous=previous, changed=True, forced=force
+    )
+
+
+def _record(
+    client: MlflowClient, name: str, version: str, tag: str, value: str | None, now: str | None
+) -> None:
+    """Set `tag` to `value` (it is `now`); None removes it: a stale record of an earlier
+    holder would make rollback jump back to that one."""
+    if value is not None:
+        client.set_model_version_tag(name, version, tag, value)
+    elif now is not None:
+        client.delete_model_version_tag(name, version, tag)
+
+
+def rollback(client: MlflowClient, name: str, alias: str, by: str) -> AliasChange:
+    """Move `alias` back to the version it held before its current one (as recorded on the
+    current one). Conflict when nothing is recorded or the alias points nowhere."""
+    _quoted(name)
+    with _mlflow(f"registered model {name!r}"):
+        client.get_registered_model(name)
+        current = alias_version(client, name, alias)
+    if current is None:
+        metrics.ALIAS_CHANGES.labels("rollback", "refused").inc()
+        raise Conflict(f"alias {alias!r} of model {name!r} points to no version")
+    now = str(current.version)
+    back = (current.tags or {}).get(previous_tag(alias))
+    if not back:
+        metrics.ALIAS_CHANGES.labels("rollback", "refused").inc()
+        raise Conflict(
+            f"{name} v{now} records no previous holder of {alias!r} "
+            f"(tag {previous_tag(alias)}): nothing to roll back to"
+        )
+    with _mlflow(f"version {back} of model {name!r} (the previous {alias})"):
+        client.get_model_version(name, back)
+        client.set_registered_model_alias(name, alias, back)
+    metrics.ALIAS_CHANGES.labels("rollback", "moved").inc()
+    log.info("alias.rolled_back", model=name, alias=alias, version=back, previous=now, by=by)
+    return AliasChange(model=name, alias=alias, version=back, previous=now, changed=True)

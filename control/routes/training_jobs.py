@@ -1,0 +1,66 @@
+"""Training Jobs on demand: Kubernetes runs them, the concurrency limit bounds them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from control.deps import ApiKeyDep, CallerDep, TrainingJobsDep
+from control.jobs import training_parameters
+from control.schemas import TrainingJobView
+
+router = APIRouter(prefix="/v1/training-jobs", tags=["training jobs"], dependencies=[ApiKeyDep])
+
+JobId = Annotated[
+    str, Path(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+]
+
+_PARAMETERS_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "Training parameters (the flags of `python -m training`, snake_case); "
+    "each one given is appended to the template Job's arguments.",
+    "properties": {
+        name: {"description": info.description} for name, info in training_parameters().items()
+    },
+}
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=TrainingJobView,
+    summary="Start a training round as a Kubernetes Job (parameters checked first)",
+    responses={409: {"description": "At the concurrency limit, or no template"}},
+    openapi_extra={
+        "requestBody": {"content": {"application/json": {"schema": _PARAMETERS_SCHEMA}}}
+    },
+)
+async def create(
+    jobs: TrainingJobsDep,
+    by: CallerDep,
+    parameters: Annotated[dict[str, Any] | None, Body()] = None,
+) -> JSONResponse:
+    view = await run_in_threadpool(jobs.create, parameters or {}, by)
+    return JSONResponse(
+        view.model_dump(mode="json"),
+        status_code=201,
+        headers={"location": f"{router.prefix}/{view.id}"},
+    )
+
+
+@router.get("", response_model=list[TrainingJobView], summary="Training Jobs, newest first")
+def list_jobs(jobs: TrainingJobsDep) -> list[TrainingJobView]:
+    return jobs.list()
+
+
+@router.get(
+    "/{job_id}",
+    response_model=TrainingJobView,
+    summary="One training Job: state, times, MLflow run, registered version, gate, last log lines",
+)
+def get_job(jobs: TrainingJobsDep, job_id: JobId) -> TrainingJobView:
+    return jobs.get(job_id)

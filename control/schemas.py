@@ -1,0 +1,208 @@
+"""What crosses the control plane's HTTP boundary, as pydantic models.
+
+Prediction records are validated here in full (the control plane is not a hot path): a batch
+with one bad record is refused whole, with the failing field named (`records[3].status`).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from training import contract
+
+Outcome = Literal["success", "error"]
+ErrorSource = Literal["validation", "auth", "limit", "model"]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+MAX_PAGE = 1000
+
+
+class PredictionRecord(BaseModel):
+    """One /predict request as the inference service reports it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    request_id: str = Field(min_length=1, max_length=128)
+    time: float = Field(ge=0, allow_inf_nan=False, description="Epoch seconds.")
+    model_name: str | None = Field(None, max_length=256)
+    model_version: str | None = Field(None, max_length=64)
+    status: int = Field(ge=100, le=599, description="HTTP status answered.")
+    outcome: Outcome
+    error_source: ErrorSource | None = None
+    latency_ms: float = Field(ge=0, allow_inf_nan=False)
+    rows: int = Field(ge=0)
+    labels: list[str]
+    confidences: list[Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]]
+    features: list[list[FiniteFloat]] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PredictionRecord:
+        if (self.status < 400) != (self.outcome == "success"):
+            raise ValueError(
+                f"outcome {self.outcome!r} does not match status {self.status} "
+                "(success is a status below 400)"
+            )
+        if self.outcome == "success" and self.error_source is not None:
+            raise ValueError("error_source must be null when outcome is 'success'")
+        if len(self.labels) != len(self.confidences):
+            raise ValueError(
+                f"labels ({len(self.labels)}) and confidences ({len(self.confidences)}) "
+                "differ in length"
+            )
+        return self
+
+
+class PredictionBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    records: list[PredictionRecord] = Field(min_length=1)
+
+
+class Accepted(BaseModel):
+    accepted: int
+
+
+def parse_time(value: object) -> float:
+    """Epoch seconds from a number, a numeric string or an ISO 8601 string (UTC when it has no
+    offset). Raises ValueError naming the value."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            try:
+                parsed = datetime.fromisoformat(text)
+            except ValueError:
+                raise ValueError(
+                    f"{value!r} is neither ISO 8601 (2026-01-31T12:00:00Z) nor epoch seconds"
+                ) from None
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            seconds = parsed.timestamp()
+    else:
+        raise ValueError(f"{value!r} is not a time")
+    if not math.isfinite(seconds):
+        raise ValueError(f"{value!r} is not a finite time")
+    return seconds
+
+
+class PredictionQuery(BaseModel):
+    """Filters and page of GET /v1/predictions; results are newest first."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status: Outcome | None = Field(None, description="success or error.")
+    source: ErrorSource | None = Field(None, description="Error source (implies errors).")
+    since: float | None = Field(None, description="From this time (ISO 8601 or epoch), inclusive.")
+    until: float | None = Field(None, description="Before this time (ISO 8601 or epoch).")
+    model_version: str | None = Field(None, max_length=64)
+    limit: int = Field(50, ge=1, le=MAX_PAGE)
+    offset: int = Field(0, ge=0)
+
+    @field_validator("since", "until", mode="before")
+    @classmethod
+    def _time(cls, value: Any) -> float | None:
+        return None if value is None or value == "" else parse_time(value)
+
+    @model_validator(mode="after")
+    def _window(self) -> PredictionQuery:
+        if self.since is not None and self.until is not None and self.since > self.until:
+            raise ValueError("since is after until")
+        if self.status == "success" and self.source is not None:
+            raise ValueError("an error source cannot be combined with status=success")
+        return self
+
+
+class PredictionPage(BaseModel):
+    total: int
+    items: list[dict[str, Any]]
+
+
+class AliasMove(BaseModel):
+    """Body of PUT /v1/models/{name}/aliases/{alias}."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+    version: str = Field(min_length=1, max_length=32, pattern=r"^[0-9]+$")
+    force: bool = Field(False, description="Move even when the signatures differ.")
+
+
+class Rollback(BaseModel):
+    """Body of POST /v1/models/{name}/rollback (optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alias: str = Field(contract.ALIAS_CHAMPION, min_length=1, max_length=256)
+
+
+class ModelSummary(BaseModel):
+    name: str
+    description: str | None
+    created: str | None = Field(description="ISO 8601, UTC.")
+    updated: str | None
+    aliases: dict[str, str] = Field(description="Alias → version.")
+
+
+class ModelVersionView(BaseModel):
+    version: str
+    aliases: list[str]
+    status: str
+    created: str | None
+    run_id: str | None
+    metric: str | None = Field(description="The gate's metric for this version.")
+    score: float | None = Field(description="The version's held-out value of `metric`.")
+    decision: str | None = Field(description="The gate's decision (champion or challenger).")
+    reason: str | None
+    onnx: bool | None
+    previous: dict[str, str] = Field(description="Alias → the version it held before this one.")
+
+
+class ModelDetail(ModelSummary):
+    versions: list[ModelVersionView] = Field(description="Newest first.")
+
+
+class BestRun(BaseModel):
+    run_id: str
+    run_name: str | None
+    metric: str
+    value: float
+    candidate: str | None
+    dataset: str | None
+    decision: str | None
+    started: str | None
+
+
+class ExperimentView(BaseModel):
+    experiment_id: str
+    name: str
+    created: str | None
+    best_run: BestRun | None = Field(description="Round run with the best held-out metric.")
+
+
+class AliasChange(BaseModel):
+    model: str
+    alias: str
+    version: str = Field(description="The version the alias points to now.")
+    previous: str | None = Field(description="The version it pointed to before.")
+    changed: bool
+    forced: bool = False
+
+
+class TrainingJobView(BaseModel):
+    id: str = Field(description="The Job's name.")
+    state: Literal["pending", "running", "succeeded", "failed"]
+    created: str | None
+    started: str | None
+    finished: str | None
+    requested_by: str | None = Field(description="Who asked (api:<address> or the CLI user).")
+    parameters: list[str] = Field(description="Training flags added to the template's.")
+    mlflow_run_id: str | None = Field(None, description="From the round's log, once printed.")
+    registered_version: str | None = None
+    decision: str | None = Field(None, description="The gate's decision line.")
+    log_tail: list[str] = Field(default_factory=list, description="Last log lines (by id only).")

@@ -1,0 +1,212 @@
+"""Training Jobs on demand for the service: create (validated, within the concurrency limit),
+read, list. Kubernetes runs them; nothing here schedules or queues.
+
+Synchronous (the kubernetes client is): the routes call it from worker threads. The client is
+made on first use, so a control plane without a cluster (a laptop) serves everything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import structlog
+import yaml
+
+from control.cluster import selector
+from control.errors import ClusterUnavailable, Conflict, InvalidInput, NotFound
+from control.jobs import (
+    COMPONENT_SELECTOR,
+    REQUESTED_BY,
+    TRAINING_ARGS,
+    JobError,
+    ParameterError,
+    job_from_template,
+    job_name,
+    job_state,
+    pick_template,
+    summary_from_log,
+    training_flags,
+)
+from control.schemas import TrainingJobView
+from control.settings import ControlSettings
+
+log = structlog.get_logger("control.training_jobs")
+
+TEMPLATE_KEY = "job.yaml"
+_INSTANCE = "app.kubernetes.io/instance"
+
+
+def _iso(moment: datetime | str | None) -> str | None:
+    """A Kubernetes time (a datetime, or its serialized text) as ISO 8601 with `Z`."""
+    if moment is None:
+        return None
+    text = moment if isinstance(moment, str) else moment.isoformat()
+    return text.replace("+00:00", "Z")
+
+
+class TrainingJobs:
+    def __init__(self, settings: ControlSettings) -> None:
+        self._settings = settings
+        self._clients: tuple[Any, Any] | None = None
+        # One replica: this lock makes "count, then create" atomic against concurrent requests.
+        self._create_lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def _kubernetes(self, what: str) -> Iterator[tuple[Any, Any]]:
+        """(batch, core) clients; Kubernetes failures leave as our errors."""
+        from kubernetes.client.exceptions import ApiException
+        from kubernetes.config import ConfigException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            if self._clients is None:
+                from control.cluster import clients
+
+                self._clients = clients()
+            yield self._clients
+        except ConfigException as exc:
+            raise ClusterUnavailable(f"Kubernetes is not reachable: {exc}") from exc
+        except ApiException as exc:
+            if exc.status == 404:
+                raise NotFound(f"{what} does not exist") from exc
+            reason = f"{exc.status} {exc.reason}"
+            raise ClusterUnavailable(f"the Kubernetes API refused {what}: {reason}") from exc
+        except (HTTPError, OSError) as exc:
+            raise ClusterUnavailable(f"Kubernetes is not reachable ({what}): {exc}") from exc
+
+    def _selector(self) -> str:
+        return selector(COMPONENT_SELECTOR, self._settings.release)
+
+    def create(self, parameters: dict[str, Any], requested_by: str) -> TrainingJobView:
+        """Validate `parameters`, then copy the training Job template with their flags.
+
+        InvalidInput before anything touches the cluster; Conflict at the concurrency limit or
+        without a template."""
+        try:
+            flags = training_flags(parameters)
+        except ParameterError as exc:
+            raise InvalidInput(str(exc)) from None
+        namespace = self._settings.namespace
+        with self._kubernetes(f"training Jobs in namespace {namespace!r}") as (batch, core):
+            api = batch.api_client
+            with self._create_lock:
+                jobs = batch.list_namespaced_job(namespace, label_selector=self._selector()).items
+                active = [
+                    j.metadata.name
+                    for j in jobs
+                    if job_state(api.sanitize_for_serialization(j.status) or {})
+                    in ("pending", "running")
+                ]
+                limit = self._settings.max_training_jobs
+                if len(active) >= limit:
+                    raise Conflict(
+                        f"{len(active)} training Job(s) pending or running ({', '.join(active)}): "
+                        f"the limit is {limit} (MLSTACK_CONTROL_MAX_TRAINING_JOBS)"
+                    )
+                template = self._template(core, jobs, api)
+                release = (template.get("metadata", {}).get("labels") or {}).get(_INSTANCE)
+                name = job_name(release or "mlstack", "api")
+                manifest = job_from_template(template, name, flags, requested_by)
+                manifest["metadata"]["namespace"] = namespace
+                created = batch.create_namespaced_job(namespace, manifest)
+        log.info(
+            "training_job.created",
+            job=name,
+            namespace=namespace,
+            flags=flags,
+            by=requested_by,
+        )
+        return self._view(created, api)
+
+    def _template(self, core: Any, jobs: list[Any], api: Any) -> dict[str, Any]:
+        configmap = self._settings.training_template_configmap
+        namespace = self._settings.namespace
+        if configmap:
+            data = core.read_namespaced_config_map(configmap, namespace).data or {}
+            if TEMPLATE_KEY not in data:
+                raise Conflict(f"ConfigMap {configmap!r} has no key {TEMPLATE_KEY!r}")
+            try:
+                template = yaml.safe_load(data[TEMPLATE_KEY])
+            except yaml.YAMLError as exc:
+                raise Conflict(f"ConfigMap {configmap!r} {TEMPLATE_KEY}: {exc}") from None
+            if not isinstance(template, dict) or template.get("kind") != "Job":
+                raise Conflict(f"ConfigMap {configmap!r} {TEMPLATE_KEY} is not a Job manifest")
+            return template
+        try:
+            return dict(api.sanitize_for_serialization(pick_template(jobs)))
+        except JobError:
+            raise Conflict(
+                f"no training Job ({self._selector()}) in namespace {namespace!r} to copy: "
+                "install the chart with training.enabled=true"
+            ) from None
+
+    def get(self, name: str) -> TrainingJobView:
+        """One training Job with its round's summary and last log lines (when its pod still
+        exists)."""
+        namespace = self._settings.namespace
+        with self._kubernetes(f"training Job {name!r}") as (batch, core):
+            job = batch.read_namespaced_job(name, namespace)
+            labels = job.metadata.labels or {}
+            wanted = dict(part.split("=", 1) for part in self._selector().split(","))
+            if any(labels.get(k) != v for k, v in wanted.items()):
+                raise NotFound(f"training Job {name!r} does not exist")
+            log_text = self._log(core, name, namespace)
+            view = self._view(job, batch.api_client)
+        summary = summary_from_log(log_text)
+        lines = log_text.splitlines()
+        keep = self._settings.training_log_lines
+        return view.model_copy(
+            update={
+                "mlflow_run_id": summary.run_id,
+                "registered_version": summary.version,
+                "decision": summary.decision,
+                "log_tail": lines[-keep:] if keep else [],
+            }
+        )
+
+    def list(self) -> list[TrainingJobView]:
+        """Every training Job of the release, newest first (no logs: one call per Job)."""
+        namespace = self._settings.namespace
+        with self._kubernetes(f"training Jobs in namespace {namespace!r}") as (batch, _):
+            jobs = batch.list_namespaced_job(namespace, label_selector=self._selector()).items
+            views = [self._view(j, batch.api_client) for j in jobs]
+        return sorted(views, key=lambda v: v.created or "", reverse=True)
+
+    @staticmethod
+    def _log(core: Any, name: str, namespace: str) -> str:
+        pods = core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items
+        if not pods:
+            return ""
+        newest = max(pods, key=lambda p: p.metadata.creation_timestamp)
+        # The whole log: the round's summary is at its end, and a round prints a few dozen lines.
+        return str(core.read_namespaced_pod_log(newest.metadata.name, namespace) or "")
+
+    @staticmethod
+    def _view(job: Any, api: Any) -> TrainingJobView:
+        status = api.sanitize_for_serialization(job.status) or {}
+        annotations = job.metadata.annotations or {}
+        try:
+            parameters = json.loads(annotations.get(TRAINING_ARGS, "[]"))
+        except ValueError:
+            parameters = []
+        return TrainingJobView(
+            id=job.metadata.name,
+            state=job_state(status),
+            created=_iso(job.metadata.creation_timestamp),
+            started=_iso(status.get("startTime")),
+            finished=_iso(status.get("completionTime") or _failed_at(status)),
+            requested_by=annotations.get(REQUESTED_BY),
+            parameters=[str(p) for p in parameters],
+        )
+
+
+def _failed_at(status: dict[str, Any]) -> str | None:
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Failed" and condition.get("status") == "True":
+            return condition.get("lastTransitionTime")
+    return None

@@ -1,0 +1,86 @@
+"""Training parameters become `python -m training` flags; a round's log gives its summary."""
+
+from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from control.jobs import (
+    REQUESTED_BY,
+    ParameterError,
+    job_name,
+    pick_template,
+    summary_from_log,
+    training_flags,
+)
+
+
+@pytest.mark.parametrize(
+    ("parameters", "flags"),
+    [
+        ({}, []),
+        ({"candidates": ["logreg", "svm"]}, ["--candidates", "logreg,svm"]),
+        ({"candidates": "logreg, svm"}, ["--candidates", "logreg,svm"]),
+        ({"min_score": 0.8, "seed": "3"}, ["--min-score", "0.8", "--seed", "3"]),
+        ({"force": True, "onnx": False}, ["--force", "--no-onnx"]),
+        ({"csv": "/data/x.csv", "target": "y"}, ["--csv", "/data/x.csv", "--target", "y"]),
+    ],
+)
+def test_parameters_become_the_rounds_flags(parameters: dict[str, Any], flags: list[str]) -> None:
+    assert training_flags(parameters) == flags
+
+
+def test_the_control_planes_environment_does_not_leak_into_parameters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MLSTACK_CANDIDATES", "nope")  # would fail validation if it were read
+    monkeypatch.setenv("MLSTACK_SEED", "99")
+    assert training_flags({"force": True}) == ["--force"]
+
+
+def test_every_problem_is_named() -> None:
+    with pytest.raises(ParameterError) as refused:
+        training_flags({"cv_folds": 1, "metric": "speed", "colour": "red"})
+    problems = refused.value.problems
+    assert problems[0].startswith("colour: not a training parameter")
+    assert any(
+        p.startswith("cv_folds: Input should be greater than or equal to 2") for p in problems
+    )
+    assert any(p.startswith("metric: Value error, unknown metric 'speed'") for p in problems)
+
+
+def test_the_summary_comes_from_the_rounds_last_lines() -> None:
+    log = (
+        "dataset iris: 150 rows\n"
+        "registered mlstack-classifier v7\n"
+        "decision   challenger: does not beat champion v6\n"
+        "mlflow ui  http://mlflow:5000/#/experiments/3/runs/0123abcd\n"
+    )
+    summary = summary_from_log(log)
+    assert summary.version == "7" and summary.run_id == "0123abcd"
+    assert summary.decision == "challenger: does not beat champion v6"
+    empty = summary_from_log("error: invalid dataset\n")
+    assert (empty.version, empty.run_id, empty.decision) == (None, None, None)
+
+
+def _job(name: str, created: int, requested: bool) -> Any:
+    annotations = {REQUESTED_BY: "me"} if requested else {}
+    return SimpleNamespace(
+        metadata=SimpleNamespace(name=name, creation_timestamp=created, annotations=annotations)
+    )
+
+
+def test_the_template_is_the_newest_job_the_chart_made() -> None:
+    jobs = [_job("chart-old", 1, False), _job("chart-new", 2, False), _job("copy", 3, True)]
+    assert pick_template(jobs).metadata.name == "chart-new"
+    assert pick_template([_job("copy", 3, True)]).metadata.name == "copy"
+
+
+def test_job_names_are_unique_and_valid() -> None:
+    names = {job_name("r" * 80, "api") for _ in range(20)}
+    assert len(names) == 20
+    for name in names:
+        assert len(name) <= 63 and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name)

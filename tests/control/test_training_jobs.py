@@ -1,0 +1,413 @@
+"""Training Jobs on demand against a real kube-apiserver and etcd (no kubelet, no Job
+controller: the test moves each Job's status the way the Job controller would), with the
+control plane running as an identity that holds only the namespaced Role the chart gives it."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from control.jobs import job_state
+from tests.control.records import AUTH
+from tests.processes import KUBE_BIN, KubeApi, Process, start_control, start_kube_api
+
+pytestmark = pytest.mark.skipif(
+    not (KUBE_BIN / "kube-apiserver").exists() or not (KUBE_BIN / "etcd").exists(),
+    reason=f"kube-apiserver and etcd are built by `make cluster-offline` into {KUBE_BIN}",
+)
+
+RELEASE = "rel"
+CONTROL_USER = "system:serviceaccount:{ns}:mlstack-control"
+TEMPLATE_CONFIGMAP = f"{RELEASE}-mlstack-training-job"
+TRAINING = {"app.kubernetes.io/component": "training", "app.kubernetes.io/instance": RELEASE}
+# Exactly what the control plane uses: the chart's Role must allow this and nothing more.
+ROLE_RULES = [
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "create"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    {
+        "apiGroups": [""],
+        "resources": ["configmaps"],
+        "verbs": ["get"],
+        "resourceNames": [TEMPLATE_CONFIGMAP],
+    },
+]
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _job(name: str, args: list[str], labels: dict[str, str] | None = None) -> dict[str, Any]:
+    pod_labels = labels if labels is not None else TRAINING
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "labels": pod_labels},
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": 900,
+            "template": {
+                "metadata": {"labels": pod_labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "training",
+                            "image": "mlstack-platform:test",
+                            "command": ["python", "-m", "training"],
+                            "args": args,
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+class Cluster:
+    """The admin's view, to set things up and to play the Job controller."""
+
+    def __init__(self, api: KubeApi, directory: Path) -> None:
+        from kubernetes import client, config
+
+        self.api = api
+        self.directory = directory
+        admin = config.new_client_from_config(str(api.kubeconfig(directory / "admin", "admin")))
+        self.core = client.CoreV1Api(admin)
+        self.batch = client.BatchV1Api(admin)
+        self.rbac = client.RbacAuthorizationV1Api(admin)
+
+    def namespace(self, name: str) -> None:
+        """A namespace with a default ServiceAccount and the control plane's Role."""
+        self.core.create_namespace({"metadata": {"name": name}})
+        self.core.create_namespaced_service_account(name, {"metadata": {"name": "default"}})
+        self.rbac.create_namespaced_role(
+            name, {"metadata": {"name": "mlstack-control"}, "rules": ROLE_RULES}
+        )
+        self.rbac.create_namespaced_role_binding(
+            name,
+            {
+                "metadata": {"name": "mlstack-control"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "Role",
+                    "name": "mlstack-control",
+                },
+                "subjects": [
+                    {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "User",
+                        "name": CONTROL_USER.format(ns=name),
+                    }
+                ],
+            },
+        )
+
+    def control_plane(self, namespace: str, **env: str) -> Process:
+        kubeconfig = self.api.kubeconfig(
+            self.directory / f"control-{namespace}", f"control-{namespace}", namespace
+        )
+        return start_control(
+            self.directory / f"plane-{namespace}",
+            "http://127.0.0.1:9",
+            {
+                "KUBECONFIG": str(kubeconfig),
+                "MLSTACK_CONTROL_API_KEY": AUTH["x-api-key"],
+                "MLSTACK_CONTROL_NAMESPACE": namespace,
+                "MLSTACK_CONTROL_RELEASE": RELEASE,
+                "MLSTACK_CONTROL_MAX_TRAINING_JOBS": "1",
+                **env,
+            },
+        )
+
+    def run(self, namespace: str, name: str) -> None:
+        self.batch.patch_namespaced_job_status(
+            name, namespace, {"status": {"active": 1, "ready": 0, "startTime": _now()}}
+        )
+
+    def succeed(self, namespace: str, name: str) -> None:
+        now = _now()
+        conditions = [
+            {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": now},
+            {"type": "Complete", "status": "True", "lastTransitionTime": now},
+        ]
+        status = {"active": 0, "succeeded": 1, "completionTime": now, "conditions": conditions}
+        if self.batch.read_namespaced_job(name, namespace).status.start_time is None:
+            status["startTime"] = now
+        self.batch.patch_namespaced_job_status(name, namespace, {"status": status})
+
+    def fail(self, namespace: str, name: str) -> None:
+        now = _now()
+        conditions = [
+            {"type": "FailureTarget", "status": "True", "lastTransitionTime": now},
+            {"type": "Failed", "status": "True", "lastTransitionTime": now},
+        ]
+        status = {"active": 0, "failed": 1, "conditions": conditions}
+        if self.batch.read_namespaced_job(name, namespace).status.start_time is None:
+            status["startTime"] = now
+        self.batch.patch_namespaced_job_status(name, namespace, {"status": status})
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    directory = tmp_path_factory.mktemp("kube")
+    identities = {f"control-{ns}": CONTROL_USER.format(ns=ns) for ns in ("ml", "cm")}
+    api = start_kube_api(directory, identities)
+    try:
+        yield Cluster(api, directory)
+    finally:
+        api.stop()
+
+
+@pytest.fixture(scope="module")
+def plane(cluster: Cluster) -> Iterator[Process]:
+    """A control plane in namespace `ml`, where the chart's training Job already finished."""
+    cluster.namespace("ml")
+    cluster.batch.create_namespaced_job("ml", _job(f"{RELEASE}-train-1a2b3c4d", ["--seed", "1"]))
+    cluster.succeed("ml", f"{RELEASE}-train-1a2b3c4d")
+    process = cluster.control_plane("ml")
+    yield process
+    process.stop()
+
+
+def _post(plane: Process, body: Any) -> httpx.Response:
+    return httpx.post(f"{plane.url}/v1/training-jobs", json=body, headers=AUTH, timeout=30)
+
+
+def _get(plane: Process, job_id: str = "") -> httpx.Response:
+    path = f"/v1/training-jobs/{job_id}" if job_id else "/v1/training-jobs"
+    return httpx.get(f"{plane.url}{path}", headers=AUTH, timeout=30)
+
+
+BAD_PARAMETERS = [
+    ({"candidates": ["nope"]}, "candidates: Value error, unknown families ['nope']"),
+    ({"test_size": 1.5}, "test_size: Input should be less than 1"),
+    ({"cv_folds": "many"}, "cv_folds: Input should be a valid integer"),
+    ({"metric": "speed"}, "metric: Value error, unknown metric 'speed'"),
+    ({"csv": "/data/x.csv"}, "a CSV dataset needs both --csv PATH and --target COLUMN"),
+    ({"force": "maybe"}, "force: Input should be a valid boolean"),
+    ({"tracking_uri": "http://evil"}, "tracking_uri: not a training parameter"),
+    ({"colour": "red"}, "colour: not a training parameter (allowed: dataset, csv, target"),
+    (["--force"], "body: Input should be a valid dictionary"),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"), BAD_PARAMETERS, ids=[str(b[0]) for b in BAD_PARAMETERS]
+)
+def test_parameters_are_checked_before_any_job_exists(
+    plane: Process, cluster: Cluster, body: Any, message: str
+) -> None:
+    before = len(cluster.batch.list_namespaced_job("ml").items)
+    response = _post(plane, body)
+    assert response.status_code == 422, response.text
+    assert message in response.json()["detail"]
+    assert len(cluster.batch.list_namespaced_job("ml").items) == before
+
+
+def test_a_training_job_copies_the_template_with_the_flags_and_follows_its_status(
+    plane: Process, cluster: Cluster
+) -> None:
+    created = _post(plane, {"candidates": ["logreg"], "min_score": 0.8, "force": True})
+    assert created.status_code == 201, created.text
+    view = created.json()
+    name = view["id"]
+    assert created.headers["location"] == f"/v1/training-jobs/{name}"
+    assert name.startswith(f"{RELEASE}-train-api-") and len(name) <= 63
+    assert view["state"] == "pending" and view["started"] is None
+    assert view["parameters"] == ["--candidates", "logreg", "--min-score", "0.8", "--force"]
+    assert view["requested_by"].startswith("api:127.0.0.1")
+
+    job = cluster.batch.read_namespaced_job(name, "ml")
+    container = job.spec.template.spec.containers[0]
+    assert container.args == [
+        "--seed",
+        "1",
+        "--candidates",
+        "logreg",
+        "--min-score",
+        "0.8",
+        "--force",
+    ]
+    assert container.command == ["python", "-m", "training"]
+    assert job.metadata.labels == TRAINING and job.spec.backoff_limit == 0
+
+    busy = _post(plane, {})
+    assert busy.status_code == 409
+    assert f"1 training Job(s) pending or running ({name})" in busy.json()["detail"]
+    assert "MLSTACK_CONTROL_MAX_TRAINING_JOBS" in busy.json()["detail"]
+
+    cluster.run("ml", name)
+    running = _get(plane, name).json()
+    assert running["state"] == "running" and running["started"].endswith("Z")
+    assert running["finished"] is None and running["log_tail"] == []
+
+    cluster.core.create_namespaced_pod(
+        "ml",
+        {
+            "metadata": {"name": f"{name}-x1", "labels": {"job-name": name}},
+            "spec": {"containers": [{"name": "training", "image": "mlstack-platform:test"}]},
+        },
+    )
+    cluster.succeed("ml", name)
+    done = _get(plane, name).json()
+    assert done["state"] == "succeeded" and done["finished"] is not None
+    # The pod never ran (no kubelet): no log yet, so nothing is made up.
+    assert done["registered_version"] is None and done["decision"] is None
+
+    again = _post(plane, {"seed": 7})
+    assert again.status_code == 201, again.text
+    cluster.fail("ml", again.json()["id"])
+    failed = _get(plane, again.json()["id"]).json()
+    assert failed["state"] == "failed" and failed["finished"] is not None
+
+    listed = [j["id"] for j in _get(plane).json()]
+    assert listed[:2] == [again.json()["id"], name]
+    assert f"{RELEASE}-train-1a2b3c4d" in listed
+
+
+def test_jobs_that_are_not_training_jobs_are_not_found(plane: Process, cluster: Cluster) -> None:
+    cluster.batch.create_namespaced_job("ml", _job("backup-1", [], labels={"app": "backup"}))
+    for job_id in ("backup-1", "no-such-job"):
+        response = _get(plane, job_id)
+        assert response.status_code == 404
+        assert f"training Job '{job_id}' does not exist" in response.json()["detail"]
+    assert _get(plane, "Not_A_Name").status_code == 422
+
+
+def test_the_role_denies_what_the_control_plane_does_not_use(cluster: Cluster) -> None:
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+
+    kubeconfig = cluster.api.kubeconfig(cluster.directory / "as-control", "control-ml", "ml")
+    api = config.new_client_from_config(str(kubeconfig))
+    batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+    assert batch.list_namespaced_job("ml").items  # what it uses works
+    denied = [
+        lambda: batch.delete_namespaced_job(f"{RELEASE}-train-1a2b3c4d", "ml"),
+        lambda: batch.patch_namespaced_job_status(f"{RELEASE}-train-1a2b3c4d", "ml", {}),
+        lambda: batch.list_namespaced_job("default"),
+        lambda: batch.create_namespaced_job("default", _job("x", [])),
+        lambda: core.list_namespaced_secret("ml"),
+        lambda: core.create_namespaced_pod(
+            "ml",
+            {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "x"}]}},
+        ),
+        lambda: core.read_namespaced_config_map("other-config", "ml"),
+        lambda: core.list_namespace(),
+    ]
+    for call in denied:
+        with pytest.raises(ApiException) as refused:
+            call()
+        assert refused.value.status == 403
+
+
+def test_the_template_can_come_from_the_charts_configmap(cluster: Cluster) -> None:
+    cluster.namespace("cm")
+    template = _job(f"{RELEASE}-train-template", ["--dataset", "digits"])
+    cluster.core.create_namespaced_config_map(
+        "cm",
+        {
+            "metadata": {"name": TEMPLATE_CONFIGMAP},
+            "data": {"job.yaml": yaml.safe_dump(template)},
+        },
+    )
+    plane = cluster.control_plane(
+        "cm", MLSTACK_CONTROL_TRAINING_TEMPLATE_CONFIGMAP=TEMPLATE_CONFIGMAP
+    )
+    try:
+        created = _post(plane, {"candidates": "logreg"})
+        assert created.status_code == 201, created.text
+        job = cluster.batch.read_namespaced_job(created.json()["id"], "cm")
+        assert job.spec.template.spec.containers[0].args == [
+            "--dataset",
+            "digits",
+            "--candidates",
+            "logreg",
+        ]
+    finally:
+        plane.stop()
+
+
+def test_without_a_cluster_training_jobs_answer_503(key_file: Path, tmp_path: Path) -> None:
+    plane = start_control(
+        tmp_path,
+        "http://127.0.0.1:9",
+        {
+            "MLSTACK_CONTROL_API_KEY": AUTH["x-api-key"],
+            "KUBECONFIG": str(tmp_path / "none"),
+            "KUBERNETES_SERVICE_HOST": "",
+        },
+    )
+    try:
+        response = _get(plane)
+        assert response.status_code == 503
+        assert "Kubernetes is not reachable" in response.json()["detail"]
+        refused = _post(plane, {"candidates": ["nope"]})
+        assert refused.status_code == 422  # checked before the cluster is asked
+    finally:
+        plane.stop()
+
+
+def test_status_reports_the_last_training_job_and_the_inference_pods(
+    plane: Process, cluster: Cluster
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pod = {
+        "metadata": {
+            "name": f"{RELEASE}-inference-1",
+            "labels": {
+                "app.kubernetes.io/component": "inference",
+                "app.kubernetes.io/instance": RELEASE,
+            },
+        },
+        "spec": {
+            "containers": [
+                {
+                    "name": "inference",
+                    "image": "x",
+                    "ports": [{"name": "http", "containerPort": 8080}],
+                }
+            ]
+        },
+    }
+    cluster.core.create_namespaced_pod("ml", pod)
+    newest = max(
+        cluster.batch.list_namespaced_job(
+            "ml", label_selector="app.kubernetes.io/component=training"
+        ).items,
+        key=lambda j: j.metadata.creation_timestamp,
+    )
+    kubeconfig = cluster.api.kubeconfig(cluster.directory / "as-admin", "admin", "ml")
+    result = subprocess.run(
+        [sys.executable, "-m", "control", "status", "--json", "-n", "ml", "--release", RELEASE],
+        env={
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "MLFLOW_TRACKING_URI": "http://127.0.0.1:9",
+            "MLSTACK_CONTROL_URL": plane.url,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 3  # MLflow is unreachable here; the rest is still reported
+    k8s = json.loads(result.stdout)["cluster"]
+    assert k8s["last_training_job"]["name"] == newest.metadata.name
+    expected = job_state(cluster.batch.api_client.sanitize_for_serialization(newest.status))
+    assert k8s["last_training_job"]["state"] == expected
+    # Not scheduled (no kubelet): not ready, and no version to report.
+    assert k8s["inference_pods"] == [
+        {"name": f"{RELEASE}-inference-1", "ready": False, "model_version": None}
+    ]
