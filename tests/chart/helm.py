@@ -14,8 +14,30 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "mlstack"
 TOOLS = REPO / ".cache" / "bin"
-# Validation data beside the repository (Kubernetes schemas, skaffold schema, operator CRDs).
-SHARED = Path(os.environ.get("MLSTACK_SHARED_DIR", REPO.parent / "shared"))
+
+
+def _shared_dir() -> Path:
+    """Validation data beside the repository (Kubernetes schemas, skaffold schema, operator
+    CRDs): MLSTACK_SHARED_DIR, else `../shared`, else `../shared` of the checkout this one was
+    cloned from (a clone in a temporary directory keeps its origin's data)."""
+    if "MLSTACK_SHARED_DIR" in os.environ:
+        return Path(os.environ["MLSTACK_SHARED_DIR"])
+    candidates = [REPO.parent / "shared"]
+    origin = subprocess.run(
+        ["git", "-C", str(REPO), "remote", "get-url", "origin"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    if origin and "://" not in origin and not origin.startswith("git@"):
+        candidates.append(Path(origin.removeprefix("file:")).resolve().parent / "shared")
+    for candidate in candidates:
+        if (candidate / "crds").is_dir():
+            return candidate
+    return candidates[0]
+
+
+SHARED = _shared_dir()
 RELEASE = "mlstack"
 NAMESPACE = "mlstack"
 # The oldest and newest Kubernetes versions the chart supports, both with schemas in SHARED.
