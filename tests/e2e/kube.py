@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import time
@@ -167,7 +168,8 @@ def start_client_pod(name: str, seconds: float, rate: float, workers: int = 1) -
     url = f"http://{service['metadata']['name']}.{NAMESPACE}.svc:{port}"
     script = STEADY_CLIENT
     command = (
-        " & ".join([f"python -c {json.dumps(script)} {url} {seconds} {rate}"] * workers) + " ; wait"
+        " & ".join([f"python -c {shlex.quote(script)} {url} {seconds} {rate}"] * workers)
+        + " ; wait"
     )
     kubectl("delete", "pod", name, "-n", NAMESPACE, "--ignore-not-found", "--wait=true")
     overrides = {
@@ -229,4 +231,8 @@ def client_summary(name: str, timeout: float) -> dict[str, Any]:
             for k, v in part[key].items():
                 total[key][k] = total[key].get(k, 0) + v
     print(f"client {name}: {json.dumps(total)}", flush=True)
+    if total["sent"] == 0:
+        raise RuntimeError(
+            f"client pod {name} sent nothing:\n{kubectl('logs', name, '-n', NAMESPACE)}"
+        )
     return total
