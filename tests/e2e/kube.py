@@ -220,10 +220,10 @@ def client_summary(name: str, timeout: float) -> dict[str, Any]:
         f"client pod {name} to finish",
     )
     total: dict[str, Any] = {"sent": 0, "failed": 0, "statuses": {}, "versions": {}, "errors": []}
-    for line in kubectl("logs", name, "-n", NAMESPACE).splitlines():
-        if not line.startswith("{"):
-            continue
-        part = json.loads(line)
+    # Workers print concurrently: their JSON objects may share a line, so decode a stream.
+    text, decoder, position = kubectl("logs", name, "-n", NAMESPACE), json.JSONDecoder(), 0
+    while (start := text.find("{", position)) != -1:
+        part, position = decoder.raw_decode(text, start)
         total["sent"] += part["sent"]
         total["failed"] += part["failed"]
         total["errors"] += part["errors"]
