@@ -2,7 +2,9 @@
 # Build skaffold from the Go module proxy into .cache/bin (rebuilt only when the pin changes).
 # Its go.mod has replace lines, so `go install` refuses it: build inside a copy of the module.
 set -euo pipefail
-SKAFFOLD_VERSION=v2.16.1
+# v2.24.0 reads skaffold/v4beta14; v2.16.1 refuses it, and v2.17-v2.20 are not on the
+# module mirror.
+SKAFFOLD_VERSION=v2.24.0
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 bin="$root/.cache/bin"
 stamp="$bin/skaffold.stamp"
@@ -18,7 +20,7 @@ work="$(mktemp -d)"
 trap 'chmod -R u+w "$work"; rm -rf "$work"' EXIT
 cp -r "$dir/." "$work/"
 chmod -R u+w "$work"
-(cd "$work" && CGO_ENABLED=0 nice -n 19 go build -trimpath -ldflags "-s -w \
+(cd "$work" && CGO_ENABLED=0 nice -n 5 go build -trimpath -ldflags "-s -w \
   -X github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.version=$SKAFFOLD_VERSION" \
   -o "$bin/skaffold" ./cmd/skaffold)
 echo "$SKAFFOLD_VERSION" > "$stamp"
