@@ -21,6 +21,7 @@ import numpy as np
 
 from bench.processes import LOAD_CORE, Started, Supervisor, free_port
 from bench.settings import REPO_ROOT
+from hack.local import MLFLOW_SERVER_ENV, mlflow_server_command
 
 ALIAS = "champion"
 EXPERIMENT = "bench"
@@ -74,22 +75,9 @@ def start_mlflow(supervisor: Supervisor, directory: Path, timeout: float) -> Tra
     directory.mkdir(parents=True, exist_ok=True)
     process = supervisor.start(
         "mlflow-server",
-        [
-            str(Path(sys.executable).parent / "mlflow"),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{directory / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(directory / "artifacts"),
-        ],
+        mlflow_server_command(directory, port),
         core=LOAD_CORE,
-        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        env=MLFLOW_SERVER_ENV,
     )
     probe = f"{url}/api/2.0/mlflow/experiments/search?max_results=1"
     deadline = time.monotonic() + timeout

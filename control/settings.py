@@ -93,11 +93,7 @@ class ControlSettings(BaseSettings):
     @field_validator("main_metric")
     @classmethod
     def _known_metric(cls, value: str) -> str:
-        if value not in contract.METRIC_DIRECTIONS:
-            raise ValueError(
-                f"unknown metric {value!r}; choose from {', '.join(contract.METRIC_DIRECTIONS)}"
-            )
-        return value
+        return contract.known_metric(value)
 
     @model_validator(mode="after")
     def _one_key_source(self) -> ControlSettings:

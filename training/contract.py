@@ -67,6 +67,15 @@ METRIC_DIRECTIONS: Final[dict[str, bool]] = {
     "roc_auc_ovr": True,
     "log_loss": False,
 }
+
+
+def known_metric(name: str) -> str:
+    """`name` if it is a held-out metric; ValueError naming the choices otherwise."""
+    if name not in METRIC_DIRECTIONS:
+        raise ValueError(f"unknown metric {name!r}; choose from {', '.join(METRIC_DIRECTIONS)}")
+    return name
+
+
 TEST_METRIC_PREFIX: Final = "test_"
 CV_MEAN_METRIC: Final = "cv_mean"
 CV_STD_METRIC: Final = "cv_std"

@@ -74,11 +74,7 @@ class TrainingSettings(BaseSettings):
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, value: str) -> str:
-        if value not in contract.METRIC_DIRECTIONS:
-            raise ValueError(
-                f"unknown metric {value!r}; choose from {', '.join(contract.METRIC_DIRECTIONS)}"
-            )
-        return value
+        return contract.known_metric(value)
 
     @model_validator(mode="after")
     def _csv_needs_target(self) -> TrainingSettings:
