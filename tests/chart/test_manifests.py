@@ -34,3 +34,10 @@ def test_manifests_apply_to_a_fresh_cluster_in_order() -> None:
                 assert doc["metadata"]["namespace"] == NAMESPACE
                 assert doc["kind"] not in {"ServiceMonitor", "PrometheusRule"}
                 assert "helm.sh/hook" not in doc["metadata"].get("annotations", {})
+
+
+def test_manifests_hold_no_secret_data() -> None:
+    """A key in manifests/ would be published with the repository: Secrets come from outside."""
+    for path in sorted(MANIFESTS.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            assert not (doc and doc["kind"] == "Secret"), f"{path.name}: {doc['metadata']['name']}"

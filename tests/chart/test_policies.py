@@ -30,12 +30,21 @@ def test_pods_run_as_non_root_with_the_default_seccomp_profile(
 ) -> None:
     workloads = _workloads(rendered[scenario])
     assert workloads
+    # Only a pod whose ServiceAccount a RoleBinding grants something needs an API token.
+    bound = {
+        s["name"]
+        for o in rendered[scenario]
+        if o["kind"] == "RoleBinding"
+        for s in o["subjects"]
+        if s["kind"] == "ServiceAccount"
+    }
     for name, _, spec in workloads:
         context = spec.get("securityContext", {})
         assert context.get("runAsNonRoot") is True, name
         assert context.get("runAsUser", 0) != 0, name
         assert context.get("seccompProfile", {}).get("type") == "RuntimeDefault", name
-        assert spec.get("automountServiceAccountToken") is False, name
+        wants_token = spec.get("serviceAccountName") in bound
+        assert spec.get("automountServiceAccountToken") is wants_token, name
         assert not spec.get("hostNetwork") and not spec.get("hostPID"), name
 
 

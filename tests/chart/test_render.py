@@ -108,7 +108,8 @@ def test_monitoring_objects_follow_the_operator_api() -> None:
     assert kinds <= {o["kind"] for o in render(set_values=["monitoring.forceCRDs=true"])}
     off = render(set_values=["monitoring.enabled=false"], api_versions=[MONITORING_API])
     assert not kinds & {o["kind"] for o in off}
-    assert not find(off, "ConfigMap")
+    # Only the training Job template is left: no dashboards.
+    assert [c["metadata"]["name"] for c in find(off, "ConfigMap")] == ["mlstack-training-job"]
 
 
 def test_service_monitor_and_rule_carry_the_prometheus_selector_labels() -> None:
@@ -121,11 +122,11 @@ def test_mlflow_metrics_add_the_exporter_flag_and_a_service_monitor() -> None:
     objects = render(set_values=["mlflow.metrics.enabled=true"], api_versions=[MONITORING_API])
     server = find(objects, "Deployment", "mlstack-mlflow")[0]
     assert "--expose-prometheus=/tmp/prometheus-metrics" in _container(server, "mlflow")["args"]
-    assert len(find(objects, "ServiceMonitor")) == 2
+    assert find(objects, "ServiceMonitor", "mlstack-mlflow")
 
 
 def test_dashboards_are_configmaps_for_the_grafana_sidecar() -> None:
-    maps = find(render(), "ConfigMap")
+    maps = [m for m in find(render(), "ConfigMap") if "dashboard" in m["metadata"]["name"]]
     assert {m["metadata"]["name"] for m in maps} == {
         "mlstack-dashboard-inference",
         "mlstack-dashboard-model",
@@ -217,7 +218,7 @@ def test_auth_mounts_the_key_file_from_a_generated_secret() -> None:
 
 def test_auth_with_an_existing_secret_renders_no_secret() -> None:
     objects = render([CHART / "ci" / "auth-existing-secret-values.yaml"])
-    assert not find(objects, "Secret")
+    assert [s["metadata"]["name"] for s in find(objects, "Secret")] == ["mlstack-control-api-key"]
     deployment = find(objects, "Deployment", "mlstack-inference")[0]
     env = _env(_container(deployment, "inference"))
     assert env["MLSTACK_API_KEY_FILE"] == "/var/run/secrets/mlstack/key"

@@ -92,6 +92,38 @@ appVersion; a digest is appended when set.
 {{- default (printf "%s-api-key" (include "mlstack.inference.fullname" . | trunc 55 | trimSuffix "-")) .Values.inference.auth.existingSecret -}}
 {{- end -}}
 
+{{- define "mlstack.control.fullname" -}}
+{{- include "mlstack.componentName" (dict "ctx" . "component" "control") -}}
+{{- end -}}
+
+{{- define "mlstack.control.apiKeySecret" -}}
+{{- default (printf "%s-api-key" (include "mlstack.control.fullname" . | trunc 55 | trimSuffix "-")) .Values.control.auth.existingSecret -}}
+{{- end -}}
+
+{{/* The ConfigMap publishing the training Job template (`mlstack train`, POST /v1/training-jobs). */}}
+{{- define "mlstack.control.trainingTemplate" -}}
+{{- include "mlstack.componentName" (dict "ctx" . "component" "training-job") -}}
+{{- end -}}
+
+{{/* The control plane's base URL inside the cluster. */}}
+{{- define "mlstack.control.url" -}}
+{{- printf "http://%s.%s.svc:%d" (include "mlstack.control.fullname" .) .Release.Namespace (int .Values.control.port) -}}
+{{- end -}}
+
+{{/* Whether the control plane keeps its SQLite prediction log on a PVC. */}}
+{{- define "mlstack.control.usesVolume" -}}
+{{- if and (eq .Values.control.database.type "sqlite") .Values.control.persistence.enabled -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* Whether the inference pods ship prediction records to the release's control plane. */}}
+{{- define "mlstack.control.predictionLog" -}}
+{{- if and .Values.control.enabled .Values.control.predictionLog.enabled .Values.inference.enabled -}}
+true
+{{- end -}}
+{{- end -}}
+
 {{/* MLflow's URI as the release's clients see it. */}}
 {{- define "mlstack.trackingUri" -}}
 {{- if .Values.mlflow.enabled -}}
