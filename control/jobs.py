@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
@@ -22,6 +23,8 @@ from training.settings import TrainingSettings
 COMPONENT_SELECTOR = "app.kubernetes.io/component=training"
 REQUESTED_BY = "mlstack/requested-by"
 TRAINING_ARGS = "mlstack/training-args"
+# The key of the chart's training Job template ConfigMap.
+TEMPLATE_KEY = "job.yaml"
 # Training settings a request may set; the rest belong to the Job (MLflow's address, the code
 # version baked into the image, how long to wait for MLflow).
 _NOT_PARAMETERS = frozenset({"tracking_uri", "code_version", "mlflow_timeout_seconds"})
@@ -125,6 +128,22 @@ def pick_template(jobs: list[Any]) -> Any:
         raise JobError("no training Job to copy")
     own = [j for j in jobs if REQUESTED_BY not in (j.metadata.annotations or {})]
     return max(own or jobs, key=lambda j: j.metadata.creation_timestamp)
+
+
+def template_from_configmap(name: str, data: dict[str, str] | None) -> dict[str, Any]:
+    """The Job manifest the chart publishes in ConfigMap `name` (key TEMPLATE_KEY).
+
+    Raises JobError naming the ConfigMap and what is wrong with it."""
+    text = (data or {}).get(TEMPLATE_KEY)
+    if text is None:
+        raise JobError(f"ConfigMap {name!r} has no key {TEMPLATE_KEY!r}")
+    try:
+        template = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise JobError(f"ConfigMap {name!r} {TEMPLATE_KEY}: {exc}") from None
+    if not isinstance(template, dict) or template.get("kind") != "Job":
+        raise JobError(f"ConfigMap {name!r} {TEMPLATE_KEY} is not a Job manifest")
+    return template
 
 
 def job_name(release: str, kind: str) -> str:

@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-import yaml
 
 from control.cluster import selector
 from control.errors import ClusterUnavailable, Conflict, InvalidInput, NotFound
@@ -30,6 +29,7 @@ from control.jobs import (
     job_state,
     pick_template,
     summary_from_log,
+    template_from_configmap,
     training_flags,
 )
 from control.schemas import TrainingJobView
@@ -37,7 +37,6 @@ from control.settings import ControlSettings
 
 log = structlog.get_logger("control.training_jobs")
 
-TEMPLATE_KEY = "job.yaml"
 _INSTANCE = "app.kubernetes.io/instance"
 
 
@@ -127,16 +126,11 @@ class TrainingJobs:
         configmap = self._settings.training_template_configmap
         namespace = self._settings.namespace
         if configmap:
-            data = core.read_namespaced_config_map(configmap, namespace).data or {}
-            if TEMPLATE_KEY not in data:
-                raise Conflict(f"ConfigMap {configmap!r} has no key {TEMPLATE_KEY!r}")
+            data = core.read_namespaced_config_map(configmap, namespace).data
             try:
-                template = yaml.safe_load(data[TEMPLATE_KEY])
-            except yaml.YAMLError as exc:
-                raise Conflict(f"ConfigMap {configmap!r} {TEMPLATE_KEY}: {exc}") from None
-            if not isinstance(template, dict) or template.get("kind") != "Job":
-                raise Conflict(f"ConfigMap {configmap!r} {TEMPLATE_KEY} is not a Job manifest")
-            return template
+                return template_from_configmap(configmap, data)
+            except JobError as exc:
+                raise Conflict(str(exc)) from None
         try:
             return dict(api.sanitize_for_serialization(pick_template(jobs)))
         except JobError:

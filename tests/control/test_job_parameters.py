@@ -10,10 +10,12 @@ import pytest
 
 from control.jobs import (
     REQUESTED_BY,
+    JobError,
     ParameterError,
     job_name,
     pick_template,
     summary_from_log,
+    template_from_configmap,
     training_flags,
 )
 
@@ -84,3 +86,24 @@ def test_job_names_are_unique_and_valid() -> None:
     assert len(names) == 20
     for name in names:
         assert len(name) <= 63 and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name)
+
+
+def test_the_chart_template_is_read_from_its_configmap() -> None:
+    template = template_from_configmap("t", {"job.yaml": "kind: Job\nspec: {}\n"})
+    assert template == {"kind": "Job", "spec": {}}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (None, "ConfigMap 't' has no key 'job.yaml'"),
+        ({"other": "x"}, "ConfigMap 't' has no key 'job.yaml'"),
+        ({"job.yaml": "kind: [unclosed"}, "ConfigMap 't' job.yaml: "),
+        ({"job.yaml": "kind: Pod\n"}, "ConfigMap 't' job.yaml is not a Job manifest"),
+        ({"job.yaml": "- a list\n"}, "ConfigMap 't' job.yaml is not a Job manifest"),
+    ],
+)
+def test_a_broken_template_configmap_is_named(data: dict[str, str] | None, message: str) -> None:
+    with pytest.raises(JobError) as failure:
+        template_from_configmap("t", data)
+    assert str(failure.value).startswith(message)
