@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -421,3 +422,89 @@ def test_8_skaffold_build_and_run(figures: dict[str, Any]) -> None:
         ],
         timeout=600,
     )
+
+
+def _control_key() -> str:
+    secret = kube.get("secret", f"{_service('control')[0]}-api-key")
+    return base64.b64decode(secret["data"]["api-key"]).decode()
+
+
+def test_9_training_job_over_http_then_pods_follow(figures: dict[str, Any]) -> None:
+    """POST /v1/training-jobs on the in-cluster control plane → the Job completes → a new version
+    is registered → every inference pod serves the champion; the pods' prediction records reach
+    the control plane's log."""
+    name, port = _service("control")
+    headers = {"x-api-key": _control_key()}
+    before = _registry()
+    with kube.port_forward(f"svc/{name}", port, probe="/livez") as url:
+        assert httpx.get(f"{url}/v1/training-jobs", timeout=10).status_code == 401
+        refused = httpx.post(
+            f"{url}/v1/training-jobs", json={"candidates": ["xgboost"]}, headers=headers, timeout=30
+        )
+        assert refused.status_code == 422 and "candidates" in refused.text
+        started = time.monotonic()
+        created = httpx.post(
+            f"{url}/v1/training-jobs",
+            json={"candidates": ["logreg", "random_forest"]},
+            headers=headers,
+            timeout=30,
+        )
+        assert created.status_code == 201, created.text
+        job = created.json()["id"]
+        busy = httpx.post(f"{url}/v1/training-jobs", json={}, headers=headers, timeout=30)
+        assert busy.status_code == 409  # control.maxTrainingJobs is 1
+
+        def finished() -> dict[str, Any] | None:
+            view = httpx.get(f"{url}/v1/training-jobs/{job}", headers=headers, timeout=30).json()
+            return view if view["state"] in ("succeeded", "failed") else None
+
+        view = kube.wait_for(finished, 900, f"training Job {job} to finish", interval=2)
+        figures["api_training_job_seconds"] = round(time.monotonic() - started, 1)
+        print(json.dumps({k: v for k, v in view.items() if k != "log_tail"}))
+        assert view["state"] == "succeeded", view["log_tail"]
+        version = view["registered_version"]
+        assert version and int(version) > max(before["versions"])
+        assert view["mlflow_run_id"] and view["decision"]
+        if not view["decision"].startswith(contract.ALIAS_CHAMPION):
+            # The gate kept the champion: promote the new version through the API instead.
+            moved = httpx.put(
+                f"{url}/v1/models/mlstack-classifier/aliases/{contract.ALIAS_CHAMPION}",
+                json={"version": version},
+                headers=headers,
+                timeout=30,
+            )
+            assert moved.status_code == 200, moved.text
+        figures["api_training_decision"] = view["decision"]
+        assert _registry()["aliases"][contract.ALIAS_CHAMPION] == version
+        job_done = time.monotonic()
+
+        def all_pods_on_new() -> bool:
+            versions = _pod_versions()
+            return bool(versions) and set(versions.values()) == {version}
+
+        kube.wait_for(
+            all_pods_on_new, 2 * POLL_SECONDS + 30, f"every inference pod on v{version}", interval=1
+        )
+        figures["api_hot_swap_seconds"] = round(time.monotonic() - job_done, 1)
+
+        # A prediction on the new version, and a refused one, arrive in the prediction log.
+        inference, inference_port = _service("inference")
+        with kube.port_forward(f"svc/{inference}", inference_port, probe="/livez") as served:
+            assert httpx.post(f"{served}/predict", json=SETOSA, timeout=10).status_code == 200
+            bad = httpx.post(f"{served}/predict", json={"sepal_length": "x"}, timeout=10)
+            assert bad.status_code == 422
+
+        def logged() -> dict[str, Any] | None:
+            page = httpx.get(
+                f"{url}/v1/predictions",
+                params={"model_version": version, "limit": 500},
+                headers=headers,
+                timeout=30,
+            ).json()
+            outcomes = {item["outcome"] for item in page["items"]}
+            return page if {"success", "error"} <= outcomes else None
+
+        page = kube.wait_for(logged, 60, f"prediction records of v{version}", interval=1)
+        figures["api_prediction_log_rows_for_version"] = page["total"]
+        errors = [i for i in page["items"] if i["outcome"] == "error"]
+        assert any(i["error_source"] == "validation" and i["status"] == 422 for i in errors)
