@@ -4,8 +4,9 @@
 
 One file per component, the Namespace first, so that `kubectl apply -f manifests/` works on a
 fresh cluster. Hooks of `helm test` are left out. No key is committed: the control plane reads
-its API key from a Secret created beside them (CONTROL_KEY_SECRET, see the README). With --check nothing is written: the exit
-status is 1 when manifests/ differs from a fresh rendering (the staleness test uses it).
+its API key from a Secret created beside them (CONTROL_KEY_SECRET, see the README). With --check
+nothing is written: the exit status is 1 when manifests/ differs from a fresh rendering (the
+staleness test uses it).
 """
 
 from __future__ import annotations
