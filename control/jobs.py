@@ -23,6 +23,9 @@ from training.settings import TrainingSettings
 COMPONENT_SELECTOR = "app.kubernetes.io/component=training"
 REQUESTED_BY = "mlstack/requested-by"
 TRAINING_ARGS = "mlstack/training-args"
+# Nanoseconds since the epoch when the Job was asked for: Kubernetes keeps creation times to the
+# second, and two requests within one second must still list newest first.
+REQUESTED_AT = "mlstack/requested-at-ns"
 # The key of the chart's training Job template ConfigMap.
 TEMPLATE_KEY = "job.yaml"
 # Training settings a request may set; the rest belong to the Job (MLflow's address, the code
@@ -197,10 +200,23 @@ def job_from_template(
             "name": name,
             "namespace": metadata.get("namespace"),
             "labels": job_labels,
-            "annotations": {REQUESTED_BY: requested_by, TRAINING_ARGS: json.dumps(extra_args)},
+            "annotations": {
+                REQUESTED_BY: requested_by,
+                REQUESTED_AT: str(time.time_ns()),
+                TRAINING_ARGS: json.dumps(extra_args),
+            },
         },
         "spec": {**job_spec, "template": pod},
     }
+
+
+def newest_first_key(created: str | None, annotations: dict[str, str] | None) -> tuple[str, int]:
+    """Sort key of a Job, newest last: its creation time (to the second), then REQUESTED_AT."""
+    try:
+        requested = int((annotations or {}).get(REQUESTED_AT, "0"))
+    except ValueError:
+        requested = 0
+    return created or "", requested
 
 
 def decision_line(log: str) -> str | None:

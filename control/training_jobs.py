@@ -27,6 +27,7 @@ from control.jobs import (
     job_from_template,
     job_name,
     job_state,
+    newest_first_key,
     pick_template,
     summary_from_log,
     template_from_configmap,
@@ -168,8 +169,12 @@ class TrainingJobs:
         namespace = self._settings.namespace
         with self._kubernetes(f"training Jobs in namespace {namespace!r}") as (batch, _):
             jobs = batch.list_namespaced_job(namespace, label_selector=self._selector()).items
-            views = [self._view(j, batch.api_client) for j in jobs]
-        return sorted(views, key=lambda v: v.created or "", reverse=True)
+            keyed = [
+                (newest_first_key(view.created, j.metadata.annotations), view)
+                for j in jobs
+                for view in [self._view(j, batch.api_client)]
+            ]
+        return [view for _, view in sorted(keyed, key=lambda pair: pair[0], reverse=True)]
 
     @staticmethod
     def _log(core: Any, name: str, namespace: str) -> str:

@@ -1,5 +1,8 @@
 # The control plane: the prediction log, registry views, promotion and rollback (`mlstack`).
 # Its tests need Debian's PostgreSQL server binaries: `control-setup` installs them if missing.
+# The training-Job tests need kube-apiserver and etcd: `control-kube-bin` builds them from the
+# Go module proxy into .cache/offline/bin, as `make cluster-offline` does (go on PATH; ~7 min
+# cold on 2 cores, then a no-op until their pins in hack/offline/versions.sh change).
 
 CONTROL_SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
@@ -15,8 +18,12 @@ control-setup: ## Install PostgreSQL (Debian's package) for the control-plane te
 		$(CONTROL_SUDO) apt-get install -y --no-install-recommends postgresql; \
 	fi
 
+.PHONY: control-kube-bin
+control-kube-bin: ## Build kube-apiserver and etcd for the control-plane tests (cached in .cache/offline/bin)
+	hack/offline/tools.sh kube-apiserver etcd
+
 .PHONY: control-test
-control-test: $(STAMP) control-setup ## Control-plane tests: real mlflow, uvicorn, SQLite and PostgreSQL
+control-test: $(STAMP) control-setup control-kube-bin ## Control-plane tests: real mlflow, uvicorn, SQLite, PostgreSQL, kube-apiserver
 	$(PY) -m pytest tests/control -q
 
 .PHONY: control

@@ -122,7 +122,10 @@ def start_control(
     return process
 
 
-KUBE_BIN = Path(__file__).resolve().parents[1] / ".cache" / "offline" / "bin"
+# Where hack/offline/tools.sh puts kube-apiserver and etcd (`make control-kube-bin`, which
+# `make control-test` runs first); OFFLINE_CACHE moves it, as it does for the script.
+_OFFLINE_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "offline"
+KUBE_BIN = Path(os.environ.get("OFFLINE_CACHE") or _OFFLINE_CACHE) / "bin"
 
 
 @dataclass
@@ -167,9 +170,9 @@ class KubeApi:
 
 
 def start_kube_api(directory: Path, identities: dict[str, str]) -> KubeApi:
-    """etcd and kube-apiserver (the binaries `make cluster-offline` builds into
-    .cache/offline/bin) on free loopback ports, RBAC on. `identities` maps a name to the user
-    the token authenticates as; `admin` (group system:masters) is always there."""
+    """etcd and kube-apiserver (the binaries `make control-kube-bin` builds into KUBE_BIN) on
+    free loopback ports, RBAC on. `identities` maps a name to the user the token authenticates
+    as; `admin` (group system:masters) is always there."""
     directory.mkdir(parents=True, exist_ok=True)
     client_port, peer_port, api_port = free_port(), free_port(), free_port()
     etcd_url = f"http://127.0.0.1:{client_port}"

@@ -1,12 +1,35 @@
 #!/bin/bash
 # Phase 2: every binary, built from the Go module proxy at the pins in versions.sh into
 # $CACHE/bin. A binary is rebuilt only when missing or when its pin (stamp) changes.
+#   hack/offline/tools.sh [BINARY...]   e.g. `tools.sh kube-apiserver etcd` (what
+#   `make control-test` needs); no arguments: every binary below.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
+KUBE_CMDS=(kubelet kubeadm kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy)
+BINARIES=(kind helm pause "${KUBE_CMDS[@]}" etcd coredns local-path-provisioner metrics-server
+  operator prometheus-config-reloader prometheus)
+
+# Go comes from PATH (GOTOOLCHAIN=local: the wrapper modules need go 1.24 or newer); a shell
+# whose PATH lacks the usual install location still finds it there.
+command -v go >/dev/null || [[ ! -x /usr/local/go/bin/go ]] || export PATH="/usr/local/go/bin:$PATH"
+command -v go >/dev/null || die "go 1.24 or newer is needed on PATH (none found, nor /usr/local/go/bin/go)"
+
 # proxy_info MODULE VERSION FIELD: a field of the proxy's .info (Time, Origin.Hash), or "".
+# A version's .info never changes: it is kept under $CACHE/proxy-info once fetched, so stamps
+# (which include these fields) do not change, and nothing is rebuilt, when the proxy is away.
 proxy_info() {
-  curl -fsS --max-time 30 "${GOPROXY%%,*}/$1/@v/$2.info" 2>/dev/null | jq -r ".$3 // empty" || true
+  local file="$CACHE/proxy-info/$1@$2.info"
+  if [[ ! -s $file ]]; then
+    mkdir -p "$(dirname "$file")"
+    if curl -fsS --max-time 30 "${GOPROXY%%,*}/$1/@v/$2.info" >"$file.tmp" 2>/dev/null &&
+      jq -e . "$file.tmp" >/dev/null 2>&1; then
+      mv "$file.tmp" "$file"
+    else
+      rm -f "$file.tmp"
+    fi
+  fi
+  if [[ -s $file ]]; then jq -r ".$3 // empty" "$file"; fi
 }
 
 # wrapper_module DIR MODULE VERSION SIBLING_VERSION PKG...: a module of our own in DIR that
@@ -47,8 +70,10 @@ wrapper_module() {
   } >"$dir/tools.go"
 }
 
+# build_kubernetes [CMD...]: the Kubernetes commands named (default: all of KUBE_CMDS), each
+# stamped on its own, so a subset build leaves the others to a later full run.
 build_kubernetes() {
-  local cmds=(kubelet kubeadm kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy)
+  local cmds=("$@"); ((${#cmds[@]})) || cmds=("${KUBE_CMDS[@]}")
   local minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
   local date commit ldflags="" pkg
   date=$(proxy_info k8s.io/kubernetes "$KUBE_VERSION" Time)
@@ -58,16 +83,22 @@ build_kubernetes() {
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=${date:-1970-01-01T00:00:00Z}"
     [[ -z $commit ]] || ldflags+=" -X $pkg.gitCommit=$commit"
   done
-  local stamp="k8s.io/kubernetes@$KUBE_VERSION $ldflags" all=1 c
-  for c in "${cmds[@]}"; do stamp_ok "$BIN/$c" "$stamp" || all=0; done
-  if ((all)); then log "Kubernetes $KUBE_VERSION: cached"; return; fi
-  log "building Kubernetes $KUBE_VERSION (${cmds[*]}); ~10 min on 2 cores"
+  local stamp="k8s.io/kubernetes@$KUBE_VERSION $ldflags" todo=() c
+  for c in "${cmds[@]}"; do stamp_ok "$BIN/$c" "$stamp" || todo+=("$c"); done
+  if ((${#todo[@]} == 0)); then log "Kubernetes $KUBE_VERSION (${cmds[*]}): cached"; return; fi
+  log "building Kubernetes $KUBE_VERSION (${todo[*]}); ~10 min on 2 cores for all ${#KUBE_CMDS[@]}"
   local start=$SECONDS dir="$CACHE/src/kubernetes"
-  local pkgs=("${cmds[@]/#/k8s.io/kubernetes/cmd/}")
+  local pkgs=("${todo[@]/#/k8s.io/kubernetes/cmd/}")
   wrapper_module "$dir" k8s.io/kubernetes "$KUBE_VERSION" "v0.${KUBE_VERSION#v1.}" "${pkgs[@]}"
   (cd "$dir" && go mod tidy && "${NICE[@]}" go build -trimpath -ldflags "-s -w$ldflags" -o "$BIN/" "${pkgs[@]}")
-  for c in "${cmds[@]}"; do stamp_set "$BIN/$c" "$stamp"; done
-  log "Kubernetes built in $((SECONDS - start))s: $("$BIN/kubectl" version --client | head -1)"
+  for c in "${todo[@]}"; do stamp_set "$BIN/$c" "$stamp"; done
+  local version
+  case ${todo[0]} in
+    kubectl) version=$("$BIN/kubectl" version --client | head -1) ;;
+    kubeadm) version=$("$BIN/kubeadm" version -o short) ;;
+    *) version=$("$BIN/${todo[0]}" --version) ;;
+  esac
+  log "Kubernetes (${todo[*]}) built in $((SECONDS - start))s: ${todo[0]} says $version"
 }
 
 build_etcd() {
@@ -133,14 +164,32 @@ build_prometheus() {
   log "Prometheus built in $((SECONDS - start))s"
 }
 
-go_install_pinned kind sigs.k8s.io/kind "$KIND_VERSION"
-go_install_pinned helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
-build_pause
-build_kubernetes
-build_etcd
-go_install_pinned coredns github.com/coredns/coredns "$COREDNS_VERSION"
-go_install_pinned local-path-provisioner github.com/rancher/local-path-provisioner "$LOCAL_PATH_VERSION"
-go_install_pinned metrics-server sigs.k8s.io/metrics-server/cmd/metrics-server "$METRICS_SERVER_VERSION" \
-  "-X k8s.io/client-go/pkg/version.gitVersion=$METRICS_SERVER_VERSION"
-build_prometheus_operator
-build_prometheus
+# The binaries asked for (all without arguments); a builder runs when any of its binaries is.
+wanted=("$@")
+((${#wanted[@]})) || wanted=("${BINARIES[@]}")
+for b in "${wanted[@]}"; do
+  [[ " ${BINARIES[*]} " == *" $b "* ]] || die "unknown binary $b (known: ${BINARIES[*]})"
+done
+want() { local b; for b; do [[ " ${wanted[*]} " == *" $b "* ]] && return 0; done; return 1; }
+(($#)) && log "building only: ${wanted[*]}"
+tools_start=$SECONDS
+
+kube=()
+for c in "${KUBE_CMDS[@]}"; do if want "$c"; then kube+=("$c"); fi; done
+
+if want kind; then go_install_pinned kind sigs.k8s.io/kind "$KIND_VERSION"; fi
+if want helm; then go_install_pinned helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"; fi
+if want pause; then build_pause; fi
+if ((${#kube[@]})); then build_kubernetes "${kube[@]}"; fi
+if want etcd; then build_etcd; fi
+if want coredns; then go_install_pinned coredns github.com/coredns/coredns "$COREDNS_VERSION"; fi
+if want local-path-provisioner; then
+  go_install_pinned local-path-provisioner github.com/rancher/local-path-provisioner "$LOCAL_PATH_VERSION"
+fi
+if want metrics-server; then
+  go_install_pinned metrics-server sigs.k8s.io/metrics-server/cmd/metrics-server "$METRICS_SERVER_VERSION" \
+    "-X k8s.io/client-go/pkg/version.gitVersion=$METRICS_SERVER_VERSION"
+fi
+if want operator prometheus-config-reloader; then build_prometheus_operator; fi
+if want prometheus; then build_prometheus; fi
+log "tools done in $((SECONDS - tools_start))s: $BIN"

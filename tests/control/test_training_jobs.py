@@ -17,11 +17,6 @@ from control.jobs import job_state
 from tests.control.records import AUTH
 from tests.processes import KUBE_BIN, KubeApi, Process, start_control, start_kube_api
 
-pytestmark = pytest.mark.skipif(
-    not (KUBE_BIN / "kube-apiserver").exists() or not (KUBE_BIN / "etcd").exists(),
-    reason=f"kube-apiserver and etcd are built by `make cluster-offline` into {KUBE_BIN}",
-)
-
 RELEASE = "rel"
 CONTROL_USER = "system:serviceaccount:{ns}:mlstack-control"
 TEMPLATE_CONFIGMAP = f"{RELEASE}-mlstack-training-job"
@@ -157,6 +152,13 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    missing = [b for b in ("kube-apiserver", "etcd") if not (KUBE_BIN / b).is_file()]
+    if missing:
+        pytest.fail(
+            f"{' and '.join(missing)} not found in {KUBE_BIN}: run `make control-test` (it builds"
+            " them first) or `make control-kube-bin` (hack/offline/tools.sh kube-apiserver etcd)",
+            pytrace=False,
+        )
     directory = tmp_path_factory.mktemp("kube")
     identities = {f"control-{ns}": CONTROL_USER.format(ns=ns) for ns in ("ml", "cm")}
     api = start_kube_api(directory, identities)
