@@ -1,7 +1,10 @@
-"""The `mlstack` command's HTTP client of the control plane."""
+"""The `mlstack` command's HTTP clients: of the control plane, and one GET of an inference
+endpoint."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -38,3 +41,45 @@ class ControlClient:
                 f"control plane answered {response.status_code}: {detail}", response.status_code
             )
         return response.json()
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An inference endpoint's answer to one GET: the decoded JSON body, or why there is none.
+    `reached` is False when nothing answered (connection refused, timeout)."""
+
+    body: Any = None
+    error: str | None = None
+    reached: bool = True
+
+
+def get_json(url: str, timeout: float) -> Reply:
+    """GET `url`; never raises."""
+    try:
+        response = httpx.get(url, timeout=timeout)
+    except httpx.HTTPError as exc:
+        return Reply(error=f"{type(exc).__name__}: {exc}", reached=False)
+    if response.status_code >= 400:
+        return Reply(error=error_answer(response.status_code, response.text))
+    try:
+        return Reply(body=response.json())
+    except ValueError:
+        return Reply(error=f"answered {response.status_code} with a body that is not JSON")
+
+
+def error_answer(status: int, body: str | bytes | None) -> str:
+    """'answered 503: no model is loaded yet': the status and the body's `detail` (FastAPI) or
+    `message` (a Kubernetes Status), else the body itself."""
+    detail: Any = body
+    try:
+        decoded = json.loads(body) if body else None
+    except ValueError:
+        decoded = None
+    if isinstance(decoded, dict):
+        detail = decoded.get("detail") or decoded.get("message") or body
+    if isinstance(detail, bytes):
+        detail = detail.decode(errors="replace")
+    if not detail:
+        return f"answered {status}"
+    text = " ".join(str(detail).split())  # one line, even for an HTML error page
+    return f"answered {status}: {text[:200]}"

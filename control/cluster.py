@@ -1,5 +1,6 @@
-"""What `mlstack status` reads from the cluster: the last training Job, the inference pods and
-the model version each reports (its /readyz, through the API server's pod proxy)."""
+"""What `mlstack status` reads from the cluster: the last training Job, the inference pods, the
+model version each reports (its /readyz) and its drift report (its /drift), both through the
+API server's pod proxy."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from control.client import Reply, error_answer
 from control.jobs import COMPONENT_SELECTOR, job_state
 
 INFERENCE_SELECTOR = "app.kubernetes.io/component=inference"
@@ -42,6 +44,7 @@ class PodView:
     name: str
     ready: bool
     model_version: str | None  # what the pod's /readyz reports, None when it cannot say
+    drift: Reply  # the pod's answer to GET /drift
 
 
 def selector(component: str, release: str | None) -> str:
@@ -71,22 +74,53 @@ def inference_pods(core: Any, namespace: str, release: str | None) -> list[PodVi
     out = []
     for pod in sorted(pods, key=lambda p: p.metadata.name):
         ready = any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
-        out.append(PodView(pod.metadata.name, ready, _reported_version(core, pod, namespace)))
+        port = _http_port(pod)
+        out.append(
+            PodView(
+                pod.metadata.name,
+                ready,
+                _reported_version(core, pod, namespace, port),
+                _drift(core, pod, namespace, port),
+            )
+        )
     return out
 
 
-def _reported_version(core: Any, pod: Any, namespace: str) -> str | None:
-    port = next(
+def _http_port(pod: Any) -> int | None:
+    return next(
         (p.container_port for c in pod.spec.containers for p in c.ports or [] if p.name == "http"),
         None,
     )
+
+
+def _get(core: Any, pod: Any, namespace: str, port: int, path: str) -> Any:
+    """GET `path` of the pod's `port` through the pod proxy, decoded. Raises ApiException
+    (the pod's own error status included), ValueError for a body that is not JSON."""
+    # The undecoded answer: decoded, the client turns JSON into the str() of a dict.
+    response = core.connect_get_namespaced_pod_proxy_with_path(
+        f"{pod.metadata.name}:{port}", namespace, path, _preload_content=False
+    )
+    return json.loads(response.data)
+
+
+def _reported_version(core: Any, pod: Any, namespace: str, port: int | None) -> str | None:
     if port is None:
         return None
     try:
-        body = core.connect_get_namespaced_pod_proxy_with_path(
-            f"{pod.metadata.name}:{port}", namespace, "readyz"
-        )
-        version = json.loads(body).get("model_version")
+        version = _get(core, pod, namespace, port, "readyz").get("model_version")
     except Exception:  # unready pods answer 503 through the proxy: no version to report
         return None
     return str(version) if version is not None else None
+
+
+def _drift(core: Any, pod: Any, namespace: str, port: int | None) -> Reply:
+    if port is None:
+        return Reply(error="the pod declares no port named http")
+    try:
+        return Reply(body=_get(core, pod, namespace, port, "drift"))
+    except Exception as exc:  # reported in the summary, never raised
+        status = getattr(exc, "status", None)  # kubernetes' ApiException
+        if status is not None:
+            return Reply(error=error_answer(status, getattr(exc, "body", None)))
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        return Reply(error=f"{type(exc).__name__}: {text}", reached=False)

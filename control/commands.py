@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from control.client import ControlClient, ControlPlaneError
+from control.client import ControlClient, ControlPlaneError, Reply, get_json
 from control.jobs import (
     COMPONENT_SELECTOR,
     JobError,
@@ -230,8 +230,9 @@ def predictions(settings: ControlSettings, args: argparse.Namespace) -> int:
 
 
 def status(settings: ControlSettings, args: argparse.Namespace) -> int:
-    """MLflow, the model's aliases, the control plane and its log, and — when a cluster is
-    reachable — the last training Job and the version each inference pod serves."""
+    """MLflow, the model's aliases, the control plane and its log, the drift the inference
+    service at MLSTACK_CONTROL_INFERENCE_URL reports, and — when a cluster is reachable — the
+    last training Job and the version and drift of each inference pod."""
     from control import registry
     from control.errors import ControlError
     from training import contract
@@ -271,7 +272,13 @@ def status(settings: ControlSettings, args: argparse.Namespace) -> int:
     except ControlPlaneError as exc:
         report["control_plane"]["error"] = str(exc)
 
-    report["cluster"] = _cluster_status(settings)
+    drift: list[tuple[str, Reply]] = []
+    if settings.inference_url is not None:
+        url = settings.inference_url.rstrip("/")
+        drift.append((url, get_json(f"{url}/drift", settings.request_timeout_seconds)))
+    report["cluster"], pods_drift = _cluster_status(settings)
+    drift += pods_drift
+    report["drift"] = [{"endpoint": endpoint, **_drift_summary(reply)} for endpoint, reply in drift]
 
     if args.json:
         _json(report)
@@ -280,7 +287,8 @@ def status(settings: ControlSettings, args: argparse.Namespace) -> int:
     return EXIT_OK if report["mlflow"].get("reachable") else EXIT_UNREACHABLE
 
 
-def _cluster_status(settings: ControlSettings) -> dict[str, Any]:
+def _cluster_status(settings: ControlSettings) -> tuple[dict[str, Any], list[tuple[str, Reply]]]:
+    """The cluster's part of the report, and each inference pod's answer to GET /drift."""
     from control import cluster
 
     out: dict[str, Any] = {"namespace": settings.namespace}
@@ -290,10 +298,88 @@ def _cluster_status(settings: ControlSettings) -> dict[str, Any]:
         pods = cluster.inference_pods(core, settings.namespace, settings.release)
     except Exception as exc:  # no kube config, no cluster, no permission: say so and go on
         out["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        return out
+        return out, []
     out["last_training_job"] = None if job is None else vars(job)
-    out["inference_pods"] = [vars(p) for p in pods]
-    return out
+    out["inference_pods"] = [
+        {"name": p.name, "ready": p.ready, "model_version": p.model_version} for p in pods
+    ]
+    return out, [(f"pod/{p.name}", p.drift) for p in pods]
+
+
+class _FeatureDrift(BaseModel):
+    statistic: float | None
+    drifted: bool
+
+
+class _DriftReport(BaseModel):
+    """The inference service's GET /drift answer (app/routes/drift.py)."""
+
+    statistic: str
+    threshold: float
+    window_rows: int
+    window_size: int
+    min_rows: int
+    baseline_version: str
+    features: dict[str, _FeatureDrift]
+
+
+def _drift_summary(reply: Reply) -> dict[str, Any]:
+    """What `status` says about one endpoint's drift; `state` is `drifted`, `stable`,
+    `warming_up` (fewer rows than the service's MLSTACK_DRIFT_MIN_ROWS), `unreachable` (no
+    answer) or `error` (an error answer, or one that is not a drift report)."""
+    if reply.error is not None:
+        return {"state": "unreachable" if not reply.reached else "error", "error": reply.error}
+    try:
+        drift = _DriftReport.model_validate(reply.body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "body"
+        return {"state": "error", "error": f"not a drift report: {where}: {first['msg']}"}
+    over = sorted(
+        (
+            (name, f.statistic)
+            for name, f in drift.features.items()
+            if f.drifted and f.statistic is not None
+        ),
+        key=lambda item: -item[1],
+    )
+    if drift.window_rows < drift.min_rows:
+        state = "warming_up"
+    elif over:
+        state = "drifted"
+    else:
+        state = "stable"
+    return {
+        "state": state,
+        "statistic": drift.statistic,
+        "threshold": drift.threshold,
+        "window_rows": drift.window_rows,
+        "window_size": drift.window_size,
+        "min_rows": drift.min_rows,
+        "baseline_version": drift.baseline_version,
+        "features": len(drift.features),
+        "over_threshold": {name: statistic for name, statistic in over},
+    }
+
+
+def _drift_line(summary: dict[str, Any]) -> str:
+    state = summary["state"]
+    if state in ("unreachable", "error"):
+        return f"{state} ({summary['error']})"
+    baseline = f"baseline v{summary['baseline_version']}"
+    if state == "warming_up":
+        return (
+            f"not enough data yet ({summary['window_rows']} of {summary['min_rows']} rows), "
+            f"{baseline}"
+        )
+    window = f"window {summary['window_rows']}"
+    over = summary["over_threshold"]
+    if not over:
+        return f"none of {summary['features']} features over threshold ({window}), {baseline}"
+    stat, threshold = summary["statistic"], summary["threshold"]
+    named = ", ".join(f"{name} {stat} {value:.2f} > {threshold:g}" for name, value in over.items())
+    count = f"{len(over)} of {summary['features']} features"
+    return f"{count} over threshold ({named}), {window}, {baseline}"
 
 
 def _print_status(report: dict[str, Any], *main_aliases: str) -> None:
@@ -346,6 +432,12 @@ def _print_status(report: dict[str, Any], *main_aliases: str) -> None:
         for pod in pods:
             ready = "ready" if pod["ready"] else "not ready"
             lines.append((f"    {pod['name']}", f"{ready}, serving v{pod['model_version']}"))
+    drift = report["drift"]
+    if drift:
+        lines.append(("drift", f"{len(drift)} inference endpoint(s)"))
+        lines += [(f"  {entry['endpoint']}", _drift_line(entry)) for entry in drift]
+    else:
+        lines.append(("drift", "no inference endpoint to ask (set MLSTACK_CONTROL_INFERENCE_URL)"))
     width = max(len(k) for k, _ in lines) + 2
     for key, value in lines:
         print(f"{key.ljust(width)}{value}")

@@ -71,6 +71,11 @@ class ControlSettings(BaseSettings):
     request_timeout_seconds: float = Field(
         30.0, gt=0, description="Timeout of the command's calls to the control plane."
     )
+    inference_url: str | None = Field(
+        None,
+        description="Inference service whose GET /drift `status` summarises, besides the "
+        "inference pods it finds in the cluster.",
+    )
     namespace: str = Field(
         "default", description="Kubernetes namespace of training Jobs and inference pods."
     )
