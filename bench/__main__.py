@@ -1,4 +1,5 @@
-"""`python -m bench` (`make bench`): mlstack against MLServer, KServe and `mlflow models serve`.
+"""`python -m bench` (`make bench`): mlstack against MLServer, KServe and `mlflow models serve`,
+and mlstack against itself with its prediction log on.
 
 Exit status: 0 when every server was measured (targets are reported, not enforced),
 1 when a server failed to start or answered wrongly, 2 for invalid settings, 130 on Ctrl-C.
@@ -24,7 +25,7 @@ from bench.peers import Context, servers
 from bench.processes import pin_self_to_load_core, supervised
 from bench.report import render, targets, write_json
 from bench.runner import Runner, ServerRun
-from bench.settings import REPO_ROOT, SCENARIOS, BenchSettings
+from bench.settings import OWN, REPO_ROOT, SCENARIOS, BenchSettings
 
 
 def main() -> int:
@@ -63,7 +64,8 @@ def _run(settings: BenchSettings) -> int:
             models = [
                 train_and_export(key, tracking.url, workdir / "models") for key in settings.models
             ]
-            runner = Runner(settings, supervisor, Context(tracking.url, workdir), wrk)
+            context = Context(tracking.url, workdir, settings.start_timeout_seconds)
+            runner = Runner(settings, supervisor, context, wrk)
             for model in models:
                 for server in chosen:
                     runs.append(runner.measure(server, model))
@@ -105,7 +107,7 @@ def _meta(
             "load_average_after": os.getloadavg(),
         },
         "wrk": wrk_version.splitlines()[0] if wrk_version else "?",
-        "peers": {name: requirements(name) for name in settings.servers if name != "mlstack"},
+        "peers": {name: requirements(name) for name in settings.servers if name not in OWN},
     }
 
 

@@ -4,14 +4,19 @@ Each is configured as its users would configure it for speed: one worker, no per
 access log. Every one returns class probabilities, so each does the same work per row.
 Warnings are silenced for all alike (KServe 0.21 with a current FastAPI prints a
 deprecation warning on every request otherwise).
+
+`mlstack-log` is mlstack again, with its prediction log shipping to a real control plane.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +25,8 @@ import numpy as np
 
 from bench.environments import PeerEnv, ensure_peer_env
 from bench.models import ALIAS, BenchModel
-from bench.processes import free_port
+from bench.prediction_log import ControlPlane, LogDelivery, delivery, start_control_plane
+from bench.processes import Supervisor, free_port
 from bench.settings import BENCH_DIR, REPO_ROOT
 
 _COMMON_ENV = {"PYTHONWARNINGS": "ignore"}
@@ -42,6 +48,7 @@ class Context:
 
     tracking_url: str
     workdir: Path
+    start_timeout_seconds: float
 
 
 class Server(ABC):
@@ -53,8 +60,19 @@ class Server(ABC):
     def prepare(self) -> None:  # noqa: B027 - most servers need nothing prepared
         """Install whatever the server needs (called once, before any launch)."""
 
+    def companions(
+        self, supervisor: Supervisor, model: BenchModel, context: Context
+    ) -> AbstractContextManager[None]:
+        """Processes the server talks to, running around all of its launches for `model`
+        (none for most)."""
+        return nullcontext()
+
     @abstractmethod
     def launch(self, model: BenchModel, context: Context) -> Launch: ...
+
+    def prediction_log(self, predict_url: str) -> LogDelivery | None:
+        """Where the prediction records of the load went (None: the server keeps none)."""
+        return None
 
     @abstractmethod
     def body(self, model: BenchModel, rows: np.ndarray) -> bytes:
@@ -108,6 +126,55 @@ class Mlstack(Server):
             )
         order = [payload["classes"].index(c) for c in model.classes]
         return np.asarray(payload["probabilities"], dtype=np.float64)[:, order]
+
+
+class MlstackLog(Mlstack):
+    """mlstack with its prediction log on: every request's record shipped to a real control
+    plane (`mlstack serve`, SQLite), one per model, with the service's default batching."""
+
+    name = "mlstack-log"
+    label = "mlstack, prediction log on"
+    _plane: ControlPlane | None = None
+
+    def prepare(self) -> None:
+        super().prepare()
+        if not (REPO_ROOT / "control" / "__main__.py").exists():
+            raise RuntimeError("control/__main__.py is missing: the control plane cannot start")
+
+    @contextmanager
+    def companions(
+        self, supervisor: Supervisor, model: BenchModel, context: Context
+    ) -> Iterator[None]:
+        plane = start_control_plane(
+            supervisor,
+            context.workdir / "control" / model.key,
+            context.tracking_url,
+            context.start_timeout_seconds,
+        )
+        self._plane = plane
+        try:
+            yield
+        finally:
+            self._plane = None
+            supervisor.stop(plane.process)
+
+    @property
+    def plane(self) -> ControlPlane:
+        if self._plane is None:
+            raise RuntimeError(f"{self.name}: launched outside companions()")
+        return self._plane
+
+    def launch(self, model: BenchModel, context: Context) -> Launch:
+        launch = super().launch(model, context)
+        shipping = {
+            "MLSTACK_PREDICTION_LOG_URL": self.plane.url,
+            "MLSTACK_PREDICTION_LOG_API_KEY_FILE": str(self.plane.key_file),
+        }
+        return dataclasses.replace(launch, env={**launch.env, **shipping})
+
+    def prediction_log(self, predict_url: str) -> LogDelivery:
+        metrics_url = predict_url.removesuffix("/predict") + "/metrics"
+        return delivery(metrics_url, self.plane, timeout=30.0)
 
 
 class _PeerInVenv(Server):
@@ -272,6 +339,7 @@ def servers(names: tuple[str, ...]) -> list[Server]:
     """The servers called `names`, mlstack first (it is what the ratios compare)."""
     known: dict[str, type[Server]] = {
         "mlstack": Mlstack,
+        "mlstack-log": MlstackLog,
         "mlserver": MLServer,
         "kserve": KServe,
         "mlflow": MlflowServe,

@@ -58,6 +58,10 @@ class Started:
         """Sum over the live tree of each process's peak resident set (VmHWM)."""
         return sum(_vm_hwm_bytes(pid) for pid in self.tree())
 
+    def cpu_seconds(self) -> float:
+        """Sum over the live tree of each process's user and system CPU time, in seconds."""
+        return sum(_cpu_seconds(pid) for pid in self.tree())
+
     def log_tail(self, chars: int = 3000) -> str:
         try:
             return self.log.read_text(errors="replace")[-chars:]
@@ -154,14 +158,27 @@ def _all_pids() -> list[int]:
     return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
 
 
-def _session_of(pid: int) -> int | None:
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat from its third field (state) on, or None when the process is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # Fields after the command name (which may contain spaces) start after the last ')'.
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return int(fields[3])  # state, ppid, pgrp, session
+    return stat[stat.rfind(")") + 2 :].split()
+
+
+def _session_of(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return None if fields is None else int(fields[3])  # state, ppid, pgrp, session
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = _stat_fields(pid)
+    if fields is None:
+        return 0.0
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15, in clock ticks
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
 def _vm_hwm_bytes(pid: int) -> int:

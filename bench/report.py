@@ -1,4 +1,5 @@
-"""Tables, ratios against the peers, the targets, and the JSON record of a run."""
+"""Tables, ratios against the peers, the targets, the cost of the prediction log, and the JSON
+record of a run."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.runner import ServerRun
-from bench.settings import SCENARIOS
+from bench.settings import OWN, SCENARIOS
 
 MLSTACK = "mlstack"
+MLSTACK_LOG = "mlstack-log"
 MB = 1024 * 1024
 _SINGLE_C16 = "single c=16"
 _BATCH = next(s.name for s in SCENARIOS if s.rows > 1)
@@ -56,6 +58,9 @@ def render(runs: list[ServerRun], goals: list[Target], header: list[str]) -> str
     for model in dict.fromkeys(run.model for run in runs):
         lines += [*_load_table(model, [run for run in runs if run.model == model]), ""]
     lines += [*_start_table(runs), ""]
+    logging = _log_table(runs)
+    if logging:
+        lines += [*logging, ""]
     lines += _targets_table(goals)
     failed = [run for run in runs if run.error]
     if failed:
@@ -130,6 +135,55 @@ def _start_table(runs: list[ServerRun]) -> list[str]:
     return lines
 
 
+def _log_table(runs: list[ServerRun]) -> list[str]:
+    """mlstack-log ÷ mlstack per model and scenario, and where the records went; empty unless
+    both ran."""
+    pairs = [
+        (off, on)
+        for off in runs
+        for on in runs
+        if off.server == MLSTACK and on.server == MLSTACK_LOG and off.model == on.model
+    ]
+    if not pairs:
+        return []
+    lines = [
+        "### Prediction log on ÷ off (mlstack-log ÷ mlstack): throughput below 1 and latency "
+        "above 1 are what shipping every request's record costs",
+        "",
+        "| model | scenario | throughput off | on | on ÷ off | p50 ms off | on | on ÷ off | "
+        "p99 ms off | on | on ÷ off |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for off, on in pairs:
+        for scenario in SCENARIOS:
+            a, b = off.scenarios.get(scenario.name), on.scenarios.get(scenario.name)
+            if a is None or b is None:
+                lines.append(f"| {off.model} | {scenario.name} | failed | | | | | | | | |")
+                continue
+            batch = scenario.rows > 1
+            rate_off = a.rows_per_second if batch else a.requests_per_second
+            rate_on = b.rows_per_second if batch else b.requests_per_second
+            lines.append(
+                f"| {off.model} | {scenario.name} | {rate_off:,.0f} | {rate_on:,.0f} | "
+                f"{_times(rate_on, rate_off)} | {a.p50_ms:.2f} | {b.p50_ms:.2f} | "
+                f"{_times(b.p50_ms, a.p50_ms)} | {a.p99_ms:.2f} | {b.p99_ms:.2f} | "
+                f"{_times(b.p99_ms, a.p99_ms)} |"
+            )
+    lines.append("")
+    for _, on in pairs:
+        log = on.prediction_log
+        if log is None:
+            lines.append(f"- {on.model}: the records were not counted (the run failed)")
+            continue
+        lines.append(
+            f"- {on.model}: {log.requests:,} /predict requests; {log.shipped:,} records shipped, "
+            f"{log.dropped:,} dropped, {log.queued:,} still queued; {log.stored:,} stored by "
+            f"the control plane, which used {log.control_cpu_seconds:.1f} CPU s of the load core "
+            f"in {log.control_seconds:.0f} s"
+        )
+    return lines
+
+
 def _targets_table(goals: list[Target]) -> list[str]:
     lines = [
         "### Targets (mlstack against the best peer in this run)",
@@ -159,7 +213,7 @@ def _target(
 ) -> Target:
     wanted = f"{'≥' if compare is operator.ge else '≤'} {bound:g}x best peer"
     mine = next((value(r) for r in runs if r.server == MLSTACK and not r.error), None)
-    peers = {r.label: value(r) for r in runs if r.server != MLSTACK}
+    peers = {r.label: value(r) for r in runs if r.server not in OWN}
     measured = {label: v for label, v in peers.items() if v is not None}
     if mine is None or not measured or len(measured) < len(peers):
         return Target(what, model, wanted, mine, None, None, None, None)

@@ -11,6 +11,7 @@ from pathlib import Path
 from bench.load import LoadError, ScenarioResult, WrkRun, run_wrk, summarize
 from bench.models import BenchModel
 from bench.peers import Context, Server
+from bench.prediction_log import LogDelivery
 from bench.probe import WrongAnswer, check, first_prediction
 from bench.processes import SERVER_CORE, Started, Supervisor
 from bench.settings import SCENARIOS, BenchSettings, Scenario
@@ -37,6 +38,7 @@ class ServerRun:
     cold_start_seconds: list[float] = field(default_factory=list)  # later starts, cached model
     peak_rss_bytes: int | None = None
     scenarios: dict[str, ScenarioResult] = field(default_factory=dict)
+    prediction_log: LogDelivery | None = None  # mlstack-log only: where the records went
     error: str | None = None
 
 
@@ -52,11 +54,12 @@ class Runner:
         recorded in the result (and printed), not raised: the other servers still run."""
         run = ServerRun(server.name, server.label, model.key)
         try:
-            self._load(server, model, run)
-            self._cold_starts(server, model, run)
+            with server.companions(self.supervisor, model, self.context):
+                self._load(server, model, run)
+                self._cold_starts(server, model, run)
         except _FAILURES as exc:
             run.error = f"{type(exc).__name__}: {exc}"
-            _say(f"  {server.name:<9} {model.key:<14} FAILED: {run.error[:2000]}")
+            _say(f"  {server.name:<11} {model.key:<14} FAILED: {run.error[:2000]}")
         return run
 
     def _start(self, server: Server, model: BenchModel, tag: str) -> tuple[Started, str]:
@@ -76,7 +79,7 @@ class Runner:
             run.first_start_seconds = first_prediction(
                 server, model, url, process, self.settings.start_timeout_seconds
             )
-            _say(f"  {server.name:<9} {model.key:<14} answered {run.first_start_seconds:.1f} s")
+            _say(f"  {server.name:<11} {model.key:<14} answered {run.first_start_seconds:.1f} s")
             bodies = self._bodies(server, model)
             for rows in bodies:
                 check(server, model, url, model.rows(rows))  # a correct 200 before measuring
@@ -86,6 +89,15 @@ class Runner:
                 )
             check(server, model, url, model.rows(1))  # still correct after the load
             run.peak_rss_bytes = process.peak_rss_bytes()
+            run.prediction_log = server.prediction_log(url)
+            if run.prediction_log is not None:
+                log = run.prediction_log
+                _say(
+                    f"  {server.name:<11} {model.key:<14} prediction log: {log.requests:,} "
+                    f"requests, {log.shipped:,} shipped, {log.dropped:,} dropped, "
+                    f"{log.queued:,} queued, {log.stored:,} stored; control plane "
+                    f"{log.control_cpu_seconds:.1f} CPU s in {log.control_seconds:.0f} s"
+                )
         finally:
             self.supervisor.stop(process)
 
@@ -104,7 +116,7 @@ class Runner:
         rate = result.requests_per_second if scenario.rows == 1 else result.rows_per_second
         errors = result.non_2xx + result.socket_errors
         _say(
-            f"  {server.name:<9} {model.key:<14} {scenario.name:<12} {rate:>10,.0f} {unit:<6} "
+            f"  {server.name:<11} {model.key:<14} {scenario.name:<12} {rate:>10,.0f} {unit:<6} "
             f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms"
             + (f"  {errors} errors" if errors else "")
         )
@@ -122,7 +134,7 @@ class Runner:
                 self.supervisor.stop(process)
             run.cold_start_seconds.append(seconds)
         starts = ", ".join(f"{s:.2f}" for s in run.cold_start_seconds)
-        _say(f"  {server.name:<9} {model.key:<14} cold starts {starts} s")
+        _say(f"  {server.name:<11} {model.key:<14} cold starts {starts} s")
 
     def _bodies(self, server: Server, model: BenchModel) -> dict[int, Path]:
         directory = self.context.workdir / "bodies"

@@ -12,7 +12,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 
-SERVERS: tuple[str, ...] = ("mlstack", "mlserver", "kserve", "mlflow")
+SERVERS: tuple[str, ...] = ("mlstack", "mlstack-log", "mlserver", "kserve", "mlflow")
+# Servers built from this repository: no peer environment, never a peer in the targets.
+OWN: tuple[str, ...] = ("mlstack", "mlstack-log")
 MODELS: tuple[str, ...] = ("logreg", "random_forest")
 
 # What BENCH_QUICK=1 changes, unless the variable itself is set.
