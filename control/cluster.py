@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from control.client import Reply, error_answer
-from control.jobs import COMPONENT_SELECTOR, job_state
+from control.jobs import COMPONENT_SELECTOR, INSTANCE_LABEL, job_state
 
 INFERENCE_SELECTOR = "app.kubernetes.io/component=inference"
-_INSTANCE = "app.kubernetes.io/instance"
+_INSTANCE = INSTANCE_LABEL
 
 
 def clients() -> tuple[Any, Any]:

@@ -20,11 +20,16 @@ from pydantic import BaseModel, ValidationError
 from control.client import ControlClient, ControlPlaneError, Reply, get_json
 from control.jobs import (
     COMPONENT_SELECTOR,
+    INSTANCE_LABEL,
+    TEMPLATE_KEY,
     JobError,
+    ParameterError,
+    check_training_args,
     follow,
     job_from_template,
     job_name,
     pick_template,
+    template_from_configmap,
 )
 from control.render import epoch_to_iso, short, table
 from control.settings import ControlSettings
@@ -450,32 +455,64 @@ def train_local(_: ControlSettings, args: argparse.Namespace) -> int:
     return training_main(args.training_args)
 
 
+def _training_template(
+    settings: ControlSettings, batch: Any, core: Any
+) -> tuple[dict[str, Any], str]:
+    """The Job to copy and where it came from: the ConfigMap the chart publishes (named by
+    MLSTACK_CONTROL_TRAINING_TEMPLATE_CONFIGMAP, else found by its labels), else the newest
+    training Job the chart ran (a release without the control plane). Raises JobError."""
+    from control.cluster import selector
+
+    namespace = settings.namespace
+    label_selector = selector(COMPONENT_SELECTOR, settings.release)
+    name = settings.training_template_configmap
+    if name:
+        configmap = core.read_namespaced_config_map(name, namespace)
+        return template_from_configmap(name, configmap.data), f"ConfigMap {name}"
+    published = [
+        c
+        for c in core.list_namespaced_config_map(namespace, label_selector=label_selector).items
+        if TEMPLATE_KEY in (c.data or {})
+    ]
+    if published:
+        newest = max(published, key=lambda c: c.metadata.creation_timestamp)
+        name = newest.metadata.name
+        return template_from_configmap(name, newest.data), f"ConfigMap {name}"
+    jobs = batch.list_namespaced_job(namespace, label_selector=label_selector).items
+    if not jobs:
+        raise JobError(
+            f"no training Job template ({label_selector}) in namespace {namespace!r}: install "
+            "the chart first (helm install)"
+        )
+    job = pick_template(jobs)
+    return dict(batch.api_client.sanitize_for_serialization(job)), f"Job {job.metadata.name}"
+
+
 def train(settings: ControlSettings, args: argparse.Namespace) -> int:
     """Copy the chart's training Job under a new name and follow it."""
     if args.local:
         return train_local(settings, args)
-    from control.cluster import clients, selector
+    from control.cluster import clients
 
+    try:
+        check_training_args(args.training_args)
+    except ParameterError as exc:
+        print(f"error: invalid training flags: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     batch, core = clients()
     namespace = settings.namespace
-    label_selector = selector(COMPONENT_SELECTOR, settings.release)
-    jobs = batch.list_namespaced_job(namespace, label_selector=label_selector).items
-    if not jobs:
-        print(
-            f"error: no training Job ({label_selector}) in namespace {namespace!r}: install "
-            "the chart first (helm install) with training.enabled=true",
-            file=sys.stderr,
-        )
+    try:
+        template, source = _training_template(settings, batch, core)
+    except JobError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    template = pick_template(jobs)
-    api = batch.api_client
-    name = job_name(template.metadata.labels.get("app.kubernetes.io/instance", "mlstack"), "cli")
-    manifest = job_from_template(
-        api.sanitize_for_serialization(template), name, args.training_args, _user()
-    )
+    release = (template.get("metadata", {}).get("labels") or {}).get(INSTANCE_LABEL, "mlstack")
+    name = job_name(release, "cli")
+    manifest = job_from_template(template, name, args.training_args, _user())
+    manifest["metadata"]["namespace"] = namespace
     batch.create_namespaced_job(namespace, manifest)
     print(
-        f"created job {name} from {template.metadata.name} "
+        f"created job {name} from {source} "
         f"(extra training flags: {' '.join(args.training_args) or 'none'})"
     )
     if args.no_wait:
@@ -490,7 +527,9 @@ def train(settings: ControlSettings, args: argparse.Namespace) -> int:
 
     try:
         outcome = follow(
-            lambda: api.sanitize_for_serialization(batch.read_namespaced_job(name, namespace)),
+            lambda: batch.api_client.sanitize_for_serialization(
+                batch.read_namespaced_job(name, namespace)
+            ),
             read_log,
             name,
             args.timeout,

@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from training.settings import TrainingSettings
 
 COMPONENT_SELECTOR = "app.kubernetes.io/component=training"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
 REQUESTED_BY = "mlstack/requested-by"
 TRAINING_ARGS = "mlstack/training-args"
 # Nanoseconds since the epoch when the Job was asked for: Kubernetes keeps creation times to the
@@ -123,6 +124,20 @@ def training_flags(parameters: dict[str, Any]) -> list[str]:
         elif value is not None:
             flags += [flag, str(value)]
     return flags
+
+
+def check_training_args(argv: list[str]) -> None:
+    """Validate `python -m training` flags the way the round will, before any Job exists: an
+    unknown flag exits 2 (argparse names it); a bad value raises ParameterError naming it."""
+    from training.__main__ import flag_overrides
+
+    overrides = flag_overrides(argv)
+    try:
+        _RequestedTraining(**overrides)
+    except ValidationError as exc:
+        raise ParameterError(
+            [f"{'.'.join(str(p) for p in e['loc']) or 'flags'}: {e['msg']}" for e in exc.errors()]
+        ) from None
 
 
 def pick_template(jobs: list[Any]) -> Any:

@@ -20,6 +20,7 @@ from control.cluster import selector
 from control.errors import ClusterUnavailable, Conflict, InvalidInput, NotFound
 from control.jobs import (
     COMPONENT_SELECTOR,
+    INSTANCE_LABEL,
     REQUESTED_BY,
     TRAINING_ARGS,
     JobError,
@@ -38,7 +39,7 @@ from control.settings import ControlSettings
 
 log = structlog.get_logger("control.training_jobs")
 
-_INSTANCE = "app.kubernetes.io/instance"
+_INSTANCE = INSTANCE_LABEL
 
 
 def _iso(moment: datetime | str | None) -> str | None:

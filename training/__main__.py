@@ -45,10 +45,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_settings(argv: list[str] | None) -> TrainingSettings:
+def flag_overrides(argv: list[str] | None) -> dict[str, Any]:
+    """The settings the flags give, by field name. argparse exits 2 naming a bad flag."""
     args = vars(_parser().parse_args(argv))
-    overrides: dict[str, Any] = {k: v for k, v in args.items() if v is not None}
-    return TrainingSettings(**overrides)
+    return {k: v for k, v in args.items() if v is not None}
+
+
+def parse_settings(argv: list[str] | None) -> TrainingSettings:
+    return TrainingSettings(**flag_overrides(argv))
 
 
 def main(argv: list[str] | None = None) -> int:

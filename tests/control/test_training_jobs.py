@@ -413,3 +413,61 @@ def test_status_reports_the_last_training_job_and_the_inference_pods(
     assert k8s["inference_pods"] == [
         {"name": f"{RELEASE}-inference-1", "ready": False, "model_version": None}
     ]
+
+
+def _mlstack_train(cluster: Cluster, namespace: str, *flags: str) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    kubeconfig = cluster.api.kubeconfig(cluster.directory / "as-admin", "admin", namespace)
+    return subprocess.run(
+        [sys.executable, "-m", "control", "train", "-n", namespace, "--no-wait", "--", *flags],
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_mlstack_train_copies_the_charts_configmap_found_by_its_labels(cluster: Cluster) -> None:
+    cluster.namespace("cli")
+    # A chart Job that ran at install, and the template the chart publishes: the template wins.
+    cluster.batch.create_namespaced_job("cli", _job(f"{RELEASE}-train-1234abcd", ["--old"]))
+    template = _job(f"{RELEASE}-train", ["--candidates=logreg"])
+    cluster.core.create_namespaced_config_map(
+        "cli",
+        {
+            "metadata": {"name": TEMPLATE_CONFIGMAP, "labels": TRAINING},
+            "data": {"job.yaml": yaml.safe_dump(template)},
+        },
+    )
+    result = _mlstack_train(cluster, "cli", "--min-score", "0.8")
+    assert result.returncode == 0, result.stderr
+    assert f"from ConfigMap {TEMPLATE_CONFIGMAP}" in result.stdout
+    name = result.stdout.split("created job ", 1)[1].split()[0]
+    job = cluster.batch.read_namespaced_job(name, "cli")
+    assert job.spec.template.spec.containers[0].args == [
+        "--candidates=logreg",
+        "--min-score",
+        "0.8",
+    ]
+    assert job.metadata.labels["app.kubernetes.io/instance"] == RELEASE
+
+
+@pytest.mark.parametrize(
+    ("namespace", "flags", "message"),
+    [
+        ("bad-value", ["--min-score", "high"], "min_score"),
+        ("bad-flag", ["--no-such-flag"], "--no-such-flag"),
+    ],
+)
+def test_mlstack_train_refuses_bad_flags_before_any_job_exists(
+    cluster: Cluster, namespace: str, flags: list[str], message: str
+) -> None:
+    cluster.namespace(namespace)
+    before = cluster.batch.list_namespaced_job(namespace).items
+    result = _mlstack_train(cluster, namespace, *flags)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert cluster.batch.list_namespaced_job(namespace).items == before
