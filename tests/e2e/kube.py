@@ -26,7 +26,10 @@ PROMETHEUS_SERVICE = os.environ.get("PROMETHEUS_SERVICE", "kube-prometheus-stack
 
 
 def tool(name: str) -> str:
-    for candidate in (ROOT / ".cache/bin" / name, ROOT / ".cache/offline/bin" / name):
+    """A pinned tool: .cache/bin, then the offline cache's bin (OFFLINE_CACHE moves it, as it
+    does for hack/offline), then PATH."""
+    offline = Path(os.environ.get("OFFLINE_CACHE") or ROOT / ".cache/offline") / "bin"
+    for candidate in (ROOT / ".cache/bin" / name, offline / name):
         if candidate.exists():
             return str(candidate)
     found = shutil.which(name)

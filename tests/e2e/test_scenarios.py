@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -372,7 +373,7 @@ def test_8_skaffold_build_and_run(figures: dict[str, Any]) -> None:
     started = time.monotonic()
     env_cmd = [
         "env",
-        f"PATH={kube.ROOT / '.cache/bin'}:{kube.ROOT / '.cache/offline/bin'}:"
+        f"PATH={kube.ROOT / '.cache/bin'}:{Path(kube.tool('kubectl')).parent}:"
         + subprocess.run(["sh", "-c", "echo $PATH"], capture_output=True, text=True).stdout.strip(),
     ]
     output = kube.run(
