@@ -48,6 +48,10 @@ class ScenarioResult:
     p99_ms: float
     non_2xx: int
     socket_errors: int
+    # CPU of the server's process tree over all measured runs, per request wrk completed
+    # (any status): what one request costs the server itself, far less sensitive than
+    # throughput to what else runs on the cores.
+    server_cpu_us_per_request: float | None  # None: no request completed
     runs: tuple[WrkRun, ...]
 
 
@@ -93,8 +97,13 @@ def run_wrk(
     )
 
 
-def summarize(runs: list[WrkRun], rows_per_request: int) -> ScenarioResult:
+def summarize(
+    runs: list[WrkRun], rows_per_request: int, server_cpu_seconds: float
+) -> ScenarioResult:
+    """Medians of `runs`; `server_cpu_seconds` is the server tree's CPU time over all of them
+    (from just before the first to just after the last)."""
     rps = statistics.median(run.requests_per_second for run in runs)
+    requests = sum(run.requests for run in runs)
     return ScenarioResult(
         requests_per_second=rps,
         rows_per_second=rps * rows_per_request,
@@ -102,5 +111,6 @@ def summarize(runs: list[WrkRun], rows_per_request: int) -> ScenarioResult:
         p99_ms=statistics.median(run.p99_ms for run in runs),
         non_2xx=sum(run.non_2xx for run in runs),
         socket_errors=sum(run.socket_errors for run in runs),
+        server_cpu_us_per_request=server_cpu_seconds * 1e6 / requests if requests else None,
         runs=tuple(runs),
     )

@@ -1,9 +1,17 @@
 """The `mlstack-log` variant's control plane, and where its prediction records went.
 
 A real `mlstack serve` (the control/ service: SQLite in the bench's scratch directory, its API
-key on) receives the records the service ships. It runs on the load core, beside MLflow and
-wrk: it stands in for a control plane on another machine, so what the table shows is what
-logging costs the inference process itself (building, queueing and sending the records).
+key on) receives the records the service ships. It stands in for a control plane on another
+node, but two cores leave it none of its own: the server has core 0, wrk core 1. At normal
+priority on the load core it would take CPU from wrk under load, so wrk would send fewer
+requests and mlstack-log would look slower than the service is. It therefore runs there under
+SCHED_IDLE (every thread, set once it is ready): it gets the CPU wrk leaves idle and, while
+wrk wants the core, only the kernel's smallest share. Records it cannot take in time wait in
+the service's queue; beyond the queue's bound they are dropped, and `delivery()` counts them.
+After the load the core is free again and the drain lets it catch up.
+
+What logging costs the inference process itself (building, queueing and sending the records)
+is the server's own CPU per request, which the runner measures for every server.
 """
 
 from __future__ import annotations
@@ -51,8 +59,9 @@ class LogDelivery:
 def start_control_plane(
     supervisor: Supervisor, directory: Path, tracking_url: str, timeout: float
 ) -> ControlPlane:
-    """`python -m control serve` on a free port, ready (its database migrated). Raises
-    RuntimeError when it exits, TimeoutError when it is not ready within `timeout` seconds."""
+    """`python -m control serve` on a free port of the load core, ready (its database
+    migrated), then under SCHED_IDLE. Raises RuntimeError when it exits, TimeoutError when it
+    is not ready within `timeout` seconds, OSError when the kernel refuses SCHED_IDLE."""
     directory.mkdir(parents=True, exist_ok=True)
     key_file = directory / "api-key"
     key_file.write_text(secrets.token_urlsafe(24) + "\n")
@@ -79,6 +88,11 @@ def start_control_plane(
                 f"control plane on {url} not ready after {timeout:g} s:\n{process.log_tail()}"
             )
         time.sleep(_POLL_SECONDS)
+    try:
+        process.run_only_when_idle()
+    except OSError:
+        supervisor.stop(process)
+        raise
     return ControlPlane(url, key_file, process, time.monotonic(), process.cpu_seconds())
 
 

@@ -62,6 +62,17 @@ class Started:
         """Sum over the live tree of each process's user and system CPU time, in seconds."""
         return sum(_cpu_seconds(pid) for pid in self.tree())
 
+    def run_only_when_idle(self) -> None:
+        """Put every thread of the live tree under SCHED_IDLE: it gets the CPU its core leaves
+        idle and, against any other runnable task, only the kernel's smallest share. Threads
+        and processes it starts later inherit the policy. Raises OSError when the kernel
+        refuses."""
+        for pid in self.tree():
+            # The policy belongs to a thread, not to a process: set it on each one.
+            for tid in _threads(pid):
+                with suppress(ProcessLookupError):  # the thread ended since it was listed
+                    os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+
     def log_tail(self, chars: int = 3000) -> str:
         try:
             return self.log.read_text(errors="replace")[-chars:]
@@ -156,6 +167,13 @@ def supervised(log_dir: Path) -> Iterator[Supervisor]:
 
 def _all_pids() -> list[int]:
     return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+
+
+def _threads(pid: int) -> list[int]:
+    try:
+        return [int(entry) for entry in os.listdir(f"/proc/{pid}/task")]
+    except OSError:  # the process ended since it was listed
+        return []
 
 
 def _stat_fields(pid: int) -> list[str] | None:

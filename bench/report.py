@@ -86,15 +86,15 @@ def _load_table(model: str, runs: list[ServerRun]) -> list[str]:
     lines = [
         f"### {model}: requests/s for single rows, rows/s for {_BATCH}; medians",
         "",
-        "| scenario | server | throughput | p50 ms | p99 ms | non-2xx | mlstack ÷ server: "
-        "throughput | p99 |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| scenario | server | throughput | p50 ms | p99 ms | non-2xx | server CPU µs/req | "
+        "mlstack ÷ server: throughput | p99 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for scenario in SCENARIOS:
         for run in runs:
             result = run.scenarios.get(scenario.name)
             if result is None:
-                lines.append(f"| {scenario.name} | {run.label} | failed | | | | | |")
+                lines.append(f"| {scenario.name} | {run.label} | failed | | | | | | |")
                 continue
             rate = result.requests_per_second if scenario.rows == 1 else result.rows_per_second
             errors = result.non_2xx + result.socket_errors
@@ -104,9 +104,10 @@ def _load_table(model: str, runs: list[ServerRun]) -> list[str]:
                 my_rate = mine.requests_per_second if scenario.rows == 1 else mine.rows_per_second
                 ratio_rate = _times(my_rate, rate)
                 ratio_p99 = _times(mine.p99_ms, result.p99_ms)
+            cpu = _num(result.server_cpu_us_per_request, ".0f")
             lines.append(
                 f"| {scenario.name} | {run.label} | {rate:,.0f} | {result.p50_ms:.2f} | "
-                f"{result.p99_ms:.2f} | {errors} | {ratio_rate} | {ratio_p99} |"
+                f"{result.p99_ms:.2f} | {errors} | {cpu} | {ratio_rate} | {ratio_p99} |"
             )
     return lines
 
@@ -148,26 +149,29 @@ def _log_table(runs: list[ServerRun]) -> list[str]:
         return []
     lines = [
         "### Prediction log on ÷ off (mlstack-log ÷ mlstack): throughput below 1 and latency "
-        "above 1 are what shipping every request's record costs",
+        "above 1 are what shipping every request's record costs; server CPU µs/req above 1 is "
+        "what it costs the inference process itself",
         "",
         "| model | scenario | throughput off | on | on ÷ off | p50 ms off | on | on ÷ off | "
-        "p99 ms off | on | on ÷ off |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "p99 ms off | on | on ÷ off | server CPU µs/req off | on | on ÷ off |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for off, on in pairs:
         for scenario in SCENARIOS:
             a, b = off.scenarios.get(scenario.name), on.scenarios.get(scenario.name)
             if a is None or b is None:
-                lines.append(f"| {off.model} | {scenario.name} | failed | | | | | | | | |")
+                lines.append(f"| {off.model} | {scenario.name} | failed | | | | | | | | | | | |")
                 continue
             batch = scenario.rows > 1
             rate_off = a.rows_per_second if batch else a.requests_per_second
             rate_on = b.rows_per_second if batch else b.requests_per_second
+            cpu_off, cpu_on = a.server_cpu_us_per_request, b.server_cpu_us_per_request
             lines.append(
                 f"| {off.model} | {scenario.name} | {rate_off:,.0f} | {rate_on:,.0f} | "
                 f"{_times(rate_on, rate_off)} | {a.p50_ms:.2f} | {b.p50_ms:.2f} | "
                 f"{_times(b.p50_ms, a.p50_ms)} | {a.p99_ms:.2f} | {b.p99_ms:.2f} | "
-                f"{_times(b.p99_ms, a.p99_ms)} |"
+                f"{_times(b.p99_ms, a.p99_ms)} | {_num(cpu_off, '.0f')} | {_num(cpu_on, '.0f')} | "
+                f"{_times(cpu_on, cpu_off)} |"
             )
     lines.append("")
     for _, on in pairs:

@@ -85,7 +85,7 @@ class Runner:
                 check(server, model, url, model.rows(rows))  # a correct 200 before measuring
             for scenario in SCENARIOS:
                 run.scenarios[scenario.name] = self._scenario(
-                    server, model, url, bodies[scenario.rows], scenario
+                    server, model, process, url, bodies[scenario.rows], scenario
                 )
             check(server, model, url, model.rows(1))  # still correct after the load
             run.peak_rss_bytes = process.peak_rss_bytes()
@@ -102,22 +102,33 @@ class Runner:
             self.supervisor.stop(process)
 
     def _scenario(
-        self, server: Server, model: BenchModel, url: str, body: Path, scenario: Scenario
+        self,
+        server: Server,
+        model: BenchModel,
+        process: Started,
+        url: str,
+        body: Path,
+        scenario: Scenario,
     ) -> ScenarioResult:
         log = self.supervisor.log_dir / "wrk.log"
         if self.settings.warmup_seconds > 0:
             run_wrk(self.wrk, url, body, scenario.connections, self.settings.warmup_seconds, log)
+        # The server tree's own CPU over the measured runs (not the warm-up): per request, it
+        # depends far less than throughput on what else (wrk, a control plane) runs.
+        cpu_before = process.cpu_seconds()
         runs: list[WrkRun] = [
             run_wrk(self.wrk, url, body, scenario.connections, self.settings.duration_seconds, log)
             for _ in range(self.settings.repeats)
         ]
-        result = summarize(runs, scenario.rows)
+        result = summarize(runs, scenario.rows, process.cpu_seconds() - cpu_before)
         unit = "req/s" if scenario.rows == 1 else "rows/s"
         rate = result.requests_per_second if scenario.rows == 1 else result.rows_per_second
         errors = result.non_2xx + result.socket_errors
+        cpu = result.server_cpu_us_per_request
         _say(
             f"  {server.name:<11} {model.key:<14} {scenario.name:<12} {rate:>10,.0f} {unit:<6} "
-            f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms"
+            f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  "
+            f"CPU {'-' if cpu is None else f'{cpu:6.0f}'} µs/req"
             + (f"  {errors} errors" if errors else "")
         )
         return result
