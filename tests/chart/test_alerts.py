@@ -21,6 +21,7 @@ REQUIRED_ALERTS = {
     "MlstackInferenceNoModelLoaded",
     "MlstackModelReloadFailing",
     "MlstackFeatureDrift",
+    "MlstackPredictionLogDropping",
 }
 
 

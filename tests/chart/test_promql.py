@@ -22,6 +22,9 @@ SERVICE_METRICS: dict[str, set[str]] = {
     "mlstack_model_reloads_total": {"outcome"},
     "mlstack_requests_in_flight": set(),
     "mlstack_feature_drift_psi": {"feature"},
+    "mlstack_prediction_log_shipped_total": set(),
+    "mlstack_prediction_log_dropped_total": set(),
+    "mlstack_prediction_log_queue": set(),
 }
 HISTOGRAMS = {
     "mlstack_request_duration_seconds",
