@@ -1,15 +1,16 @@
 """The prediction log: one record per /predict request, shipped to the control plane in batches.
 
-The request path only appends a dict to a bounded deque. A background task sends a batch every
-`interval` seconds or as soon as `batch` records wait, retries with back-off while the control
-plane is away, drops the oldest records when the queue is full (counted), and flushes what is
-left on shutdown.
+The request path only appends a dict to a bounded deque. A background task sends a batch as soon
+as `batch` records wait and what is left every `interval` seconds, retries with back-off while
+the control plane is away, drops the oldest records when the queue is full (counted), and
+flushes what is left on shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from typing import Any
 
@@ -61,18 +62,40 @@ class PredictionShipper:
         return len(self._queue)
 
     async def run(self) -> None:
-        """Ship forever; cancel to stop (then call `flush`)."""
-        delay = self._interval
+        """Ship forever; cancel to stop (then call `flush`).
+
+        Full batches go as soon as they are full; what is left goes once per interval. (Sending
+        whatever waits right after each answer would post a handful of records at a time under
+        light traffic, and the per-request cost of those posts would land on /predict.) After a
+        failed send, nothing is tried until the back-off delay has passed."""
+        backoff = 0.0
+        due = time.monotonic() + self._interval  # when a partial batch may go
         async with httpx.AsyncClient(timeout=self._timeout) as client:
             while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                if backoff:
+                    await asyncio.sleep(backoff)
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            self._wake.wait(), timeout=max(0.0, due - time.monotonic())
+                        )
                 self._wake.clear()
-                while self._queue:
-                    if not await self._send_one(client):
-                        delay = min(delay * 2, 30.0)
-                        break
-                    delay = self._interval
+                partial = time.monotonic() >= due
+                if partial:
+                    due = time.monotonic() + self._interval
+                if await self._ship(client, partial):
+                    backoff = 0.0
+                else:
+                    backoff = min(max(backoff * 2, self._interval), 30.0)
+
+    async def _ship(self, client: httpx.AsyncClient, partial: bool) -> bool:
+        """Every full batch, then (when `partial`) what is left. False when a send failed."""
+        while len(self._queue) >= self._batch:
+            if not await self._send_one(client):
+                return False
+        if partial and self._queue:
+            return await self._send_one(client)
+        return True
 
     async def flush(self, seconds: float) -> None:
         """Send what is queued, giving up after `seconds` (on shutdown)."""

@@ -199,3 +199,30 @@ def test_queued_records_are_flushed_on_graceful_shutdown(
         assert [r["request_id"] for r in receiver.records] == ["s0", "s1", "s2"]
     finally:
         app.stop()
+
+
+def test_full_batches_go_at_once_and_the_rest_waits_for_the_interval(
+    mlflow_server: Process, champion_name: str, receiver: Receiver, tmp_path: Path
+) -> None:
+    """Records are never posted a handful at a time between intervals: that per-post cost
+    would land on /predict under light traffic."""
+    receiver.start()
+    app = _app(
+        tmp_path,
+        mlflow_server,
+        champion_name,
+        receiver,
+        MLSTACK_PREDICTION_LOG_INTERVAL_SECONDS="3600",
+        MLSTACK_PREDICTION_LOG_BATCH="5",
+    )
+    try:
+        for i in range(12):
+            assert _predict(app.url, SETOSA, {"x-request-id": f"r{i:02}"}) == 200
+        wait_until(lambda: len(receiver.records) >= 10, 30, "two full batches")
+        assert [len(batch) for batch in receiver.batches] == [5, 5]
+        app.proc.send_signal(signal.SIGTERM)
+        app.proc.wait(timeout=30)
+        assert [len(batch) for batch in receiver.batches] == [5, 5, 2]
+        assert [r["request_id"] for r in receiver.records] == [f"r{i:02}" for i in range(12)]
+    finally:
+        app.stop()
