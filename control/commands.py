@@ -21,15 +21,13 @@ from control.client import ControlClient, ControlPlaneError, Reply, get_json
 from control.jobs import (
     COMPONENT_SELECTOR,
     INSTANCE_LABEL,
-    TEMPLATE_KEY,
     JobError,
     ParameterError,
     check_training_args,
+    choose_template,
     follow,
     job_from_template,
     job_name,
-    pick_template,
-    template_from_configmap,
 )
 from control.render import epoch_to_iso, short, table
 from control.settings import ControlSettings
@@ -458,34 +456,20 @@ def train_local(_: ControlSettings, args: argparse.Namespace) -> int:
 def _training_template(
     settings: ControlSettings, batch: Any, core: Any
 ) -> tuple[dict[str, Any], str]:
-    """The Job to copy and where it came from: the ConfigMap the chart publishes (named by
-    MLSTACK_CONTROL_TRAINING_TEMPLATE_CONFIGMAP, else found by its labels), else the newest
-    training Job the chart ran (a release without the control plane). Raises JobError."""
+    """The Job to copy (see control.jobs.choose_template) with the user's own permissions:
+    the named ConfigMap, else the chart's ConfigMaps found by their labels, else its Jobs."""
     from control.cluster import selector
 
     namespace = settings.namespace
     label_selector = selector(COMPONENT_SELECTOR, settings.release)
     name = settings.training_template_configmap
     if name:
-        configmap = core.read_namespaced_config_map(name, namespace)
-        return template_from_configmap(name, configmap.data), f"ConfigMap {name}"
-    published = [
-        c
-        for c in core.list_namespaced_config_map(namespace, label_selector=label_selector).items
-        if TEMPLATE_KEY in (c.data or {})
-    ]
-    if published:
-        newest = max(published, key=lambda c: c.metadata.creation_timestamp)
-        name = newest.metadata.name
-        return template_from_configmap(name, newest.data), f"ConfigMap {name}"
+        named = (name, core.read_namespaced_config_map(name, namespace).data)
+        return choose_template(named, [], [], batch.api_client, "")
+    published = core.list_namespaced_config_map(namespace, label_selector=label_selector).items
     jobs = batch.list_namespaced_job(namespace, label_selector=label_selector).items
-    if not jobs:
-        raise JobError(
-            f"no training Job template ({label_selector}) in namespace {namespace!r}: install "
-            "the chart first (helm install)"
-        )
-    job = pick_template(jobs)
-    return dict(batch.api_client.sanitize_for_serialization(job)), f"Job {job.metadata.name}"
+    where = f"{label_selector} in namespace {namespace!r}"
+    return choose_template(None, published, jobs, batch.api_client, where)
 
 
 def train(settings: ControlSettings, args: argparse.Namespace) -> int:

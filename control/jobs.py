@@ -164,6 +164,29 @@ def template_from_configmap(name: str, data: dict[str, str] | None) -> dict[str,
     return template
 
 
+def choose_template(
+    named: tuple[str, Any] | None, published: list[Any], jobs: list[Any], api: Any, where: str
+) -> tuple[dict[str, Any], str]:
+    """The Job to copy and where it came from, in this order: the ConfigMap named by
+    MLSTACK_CONTROL_TRAINING_TEMPLATE_CONFIGMAP (`named`: its name and data), the newest of the
+    chart's labelled ConfigMaps (`published`), the newest training Job (`jobs`). The callers do
+    the reading: what they may read differs (the service's Role reads one ConfigMap by name).
+
+    Raises JobError naming what is missing or wrong (`where`: the selector and namespace)."""
+    if named is not None:
+        name, data = named
+        return template_from_configmap(name, data), f"ConfigMap {name}"
+    with_template = [c for c in published if TEMPLATE_KEY in (c.data or {})]
+    if with_template:
+        newest = max(with_template, key=lambda c: c.metadata.creation_timestamp)
+        name = newest.metadata.name
+        return template_from_configmap(name, newest.data), f"ConfigMap {name}"
+    if not jobs:
+        raise JobError(f"no training Job template ({where}): install the chart first")
+    job = pick_template(jobs)
+    return dict(api.sanitize_for_serialization(job)), f"Job {job.metadata.name}"
+
+
 def job_name(release: str, kind: str) -> str:
     """`<release>-train-<kind>-<UTC time>-<4 hex>`: unique, sortable, at most 63 characters."""
     stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())

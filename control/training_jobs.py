@@ -25,13 +25,12 @@ from control.jobs import (
     TRAINING_ARGS,
     JobError,
     ParameterError,
+    choose_template,
     job_from_template,
     job_name,
     job_state,
     newest_first_key,
-    pick_template,
     summary_from_log,
-    template_from_configmap,
     training_flags,
 )
 from control.schemas import TrainingJobView
@@ -125,21 +124,14 @@ class TrainingJobs:
         return self._view(created, api)
 
     def _template(self, core: Any, jobs: list[Any], api: Any) -> dict[str, Any]:
-        configmap = self._settings.training_template_configmap
+        name = self._settings.training_template_configmap
         namespace = self._settings.namespace
-        if configmap:
-            data = core.read_namespaced_config_map(configmap, namespace).data
-            try:
-                return template_from_configmap(configmap, data)
-            except JobError as exc:
-                raise Conflict(str(exc)) from None
+        named = (name, core.read_namespaced_config_map(name, namespace).data) if name else None
+        where = f"{self._selector()} in namespace {namespace!r}"
         try:
-            return dict(api.sanitize_for_serialization(pick_template(jobs)))
-        except JobError:
-            raise Conflict(
-                f"no training Job ({self._selector()}) in namespace {namespace!r} to copy: "
-                "install the chart with training.enabled=true"
-            ) from None
+            return choose_template(named, [], jobs, api, where)[0]
+        except JobError as exc:
+            raise Conflict(str(exc)) from None
 
     def get(self, name: str) -> TrainingJobView:
         """One training Job with its round's summary and last log lines (when its pod still

@@ -13,6 +13,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 from hack.local import (
     Postgres,
     Process,
@@ -31,6 +33,7 @@ __all__ = [
     "Process",
     "free_port",
     "http_status",
+    "metric_samples",
     "start_app",
     "start_control",
     "start_kube_api",
@@ -262,3 +265,15 @@ def start_kube_api(directory: Path, identities: dict[str, str]) -> KubeApi:
         api.stop()
         raise TimeoutError(f"kube-apiserver did not start:\n{output[-3000:]}") from None
     return api
+
+
+def metric_samples(url: str) -> dict[str, float]:
+    """`<url>/metrics` as `name{label=value,...}` → value (labels sorted; `name{}` without)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {}
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            out[f"{sample.name}{{{labels}}}"] = sample.value
+    return out

@@ -15,7 +15,7 @@ import pytest
 
 from tests.control.conftest import ControlFactory
 from tests.control.records import AUTH, KEY, post, record
-from tests.processes import Process, start_control
+from tests.processes import Process, metric_samples, start_control
 
 ROUTES = [
     ("GET", "/v1/predictions", None),
@@ -87,17 +87,6 @@ def test_openapi_documents_every_route(plane: Process) -> None:
     assert "$ref" not in json.dumps(schema)  # every reference resolves inside the document
 
 
-def _samples(url: str) -> dict[str, float]:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    out = {}
-    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text):
-        for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            out[f"{sample.name}{{{labels}}}"] = sample.value
-    return out
-
-
 def test_metrics_follow_a_known_sequence_of_requests(
     control_factory: ControlFactory, champion_name: str
 ) -> None:
@@ -108,7 +97,7 @@ def test_metrics_follow_a_known_sequence_of_requests(
     assert post(plane.url, [record("m-4", now, status="x")]).status_code == 422
     assert httpx.get(f"{plane.url}/v1/models/{champion_name}", headers=AUTH).status_code == 200
     assert httpx.get(f"{plane.url}/v1/models/nope-{champion_name}", headers=AUTH).status_code == 404
-    m = _samples(plane.url)
+    m = metric_samples(plane.url)
     assert m["mlstack_control_requests_total{method=POST,route=/v1/predictions,status=202}"] == 1
     assert m["mlstack_control_requests_total{method=POST,route=/v1/predictions,status=422}"] == 1
     assert m["mlstack_control_requests_total{method=GET,route=/v1/models/{name},status=200}"] == 1
@@ -203,7 +192,7 @@ def test_mlflow_down_gives_502_naming_mlflow_and_the_log_keeps_working(tmp_path:
             assert "MLflow failed on" in response.json()["detail"]
         assert post(plane.url, [record("still-1", time.time())]).status_code == 202
         assert httpx.get(f"{plane.url}/readyz").status_code == 200
-        samples = _samples(plane.url)
+        samples = metric_samples(plane.url)
         assert samples["mlstack_control_registry_errors_total{}"] == 3
     finally:
         plane.stop()

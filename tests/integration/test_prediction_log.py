@@ -16,7 +16,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.processes import Process, free_port, start_app, wait_until
+from tests.processes import Process, free_port, metric_samples, start_app, wait_until
 
 SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 JSON = {"content-type": "application/json"}
@@ -75,13 +75,6 @@ def _predict(url: str, body: object, headers: dict[str, str] | None = None) -> i
     return httpx.post(
         f"{url}/predict", content=orjson.dumps(body), headers={**JSON, **(headers or {})}
     ).status_code
-
-
-def _metric(url: str, name: str) -> float:
-    for line in httpx.get(f"{url}/metrics").text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not in /metrics")
 
 
 def _app(tmp_path: Path, mlflow: Process, model: str, receiver: Receiver, **env: str) -> Process:
@@ -146,7 +139,7 @@ def test_every_predict_request_becomes_a_record_with_its_outcome(
         assert (by_id["auth-1"]["status"], by_id["auth-1"]["error_source"]) == (401, "auth")
         assert by_id["limit-1"]["error_source"] == "limit"
         assert set(receiver.keys) == {"control-secret"}
-        assert _metric(app.url, "mlstack_prediction_log_shipped_total") == 5
+        assert metric_samples(app.url)["mlstack_prediction_log_shipped_total{}"] == 5
     finally:
         app.stop()
 
@@ -166,7 +159,7 @@ def test_receiver_away_loses_nothing_within_the_bound_and_counts_drops(
         for i in range(9):  # receiver down: 9 records into a queue of 6
             assert _predict(app.url, SETOSA, {"x-request-id": f"r{i}"}) == 200
         wait_until(
-            lambda: _metric(app.url, "mlstack_prediction_log_dropped_total") == 3,
+            lambda: metric_samples(app.url)["mlstack_prediction_log_dropped_total{}"] == 3,
             20,
             "three records dropped",
         )

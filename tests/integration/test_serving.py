@@ -11,7 +11,15 @@ import orjson
 import pytest
 from mlflow import MlflowClient
 
-from tests.processes import Process, free_port, start_app, start_mlflow, train_model, wait_until
+from tests.processes import (
+    Process,
+    free_port,
+    metric_samples,
+    start_app,
+    start_mlflow,
+    train_model,
+    wait_until,
+)
 from training import contract
 
 SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
@@ -226,17 +234,6 @@ def test_auth_requires_the_key_on_predict_and_model_only(
         app.stop()
 
 
-def _samples(url: str) -> dict[str, float]:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    out = {}
-    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text):
-        for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            out[f"{sample.name}{{{labels}}}"] = sample.value
-    return out
-
-
 def test_metrics_follow_a_known_sequence_of_requests(
     mlflow_server: Process, champion_name: str, tmp_path: Path
 ) -> None:
@@ -252,7 +249,7 @@ def test_metrics_follow_a_known_sequence_of_requests(
         assert _predict(app.url, {"instances": [VIRGINICA] * 5}).status_code == 200
         assert _predict(app.url, {"nope": 1}).status_code == 422
         assert _predict(app.url, {"instances": []}).status_code == 422
-        m = _samples(app.url)
+        m = metric_samples(app.url)
         version = "1"
         assert m["mlstack_requests_total{method=POST,route=/predict,status=200}"] == 4
         assert m["mlstack_requests_total{method=POST,route=/predict,status=422}"] == 2
@@ -276,10 +273,10 @@ def test_metrics_follow_a_known_sequence_of_requests(
 
         iris = [dict(zip(SETOSA, map(float, row), strict=True)) for row in load_iris().data]
         assert _predict(app.url, {"instances": iris}).status_code == 200
-        calm = _samples(app.url)
+        calm = metric_samples(app.url)
         shifted = {**VIRGINICA, "sepal_length": 30.0}
         assert _predict(app.url, {"instances": [shifted] * 150}).status_code == 200
-        drifted = _samples(app.url)
+        drifted = metric_samples(app.url)
         key = "mlstack_feature_drift_psi{feature=sepal_length}"
         assert drifted[key] > 0.2 > calm[key]
         assert drifted["mlstack_drift_window_rows{}"] == 150
@@ -369,7 +366,7 @@ def test_incompatible_version_is_refused_and_the_old_one_keeps_serving(
     try:
         client.set_registered_model_alias(name, contract.ALIAS_CHAMPION, "2")
         wait_until(
-            lambda: _samples(app.url)["mlstack_model_reloads_total{outcome=refused}"] == 1,
+            lambda: metric_samples(app.url)["mlstack_model_reloads_total{outcome=refused}"] == 1,
             30,
             "the incompatible version to be refused",
         )
