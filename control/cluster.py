@@ -12,7 +12,6 @@ from control.client import Reply, error_answer
 from control.jobs import COMPONENT_SELECTOR, INSTANCE_LABEL, job_state
 
 INFERENCE_SELECTOR = "app.kubernetes.io/component=inference"
-_INSTANCE = INSTANCE_LABEL
 
 
 def clients() -> tuple[Any, Any]:
@@ -48,7 +47,7 @@ class PodView:
 
 
 def selector(component: str, release: str | None) -> str:
-    return f"{component},{_INSTANCE}={release}" if release else component
+    return f"{component},{INSTANCE_LABEL}={release}" if release else component
 
 
 def last_training_job(batch: Any, namespace: str, release: str | None) -> JobView | None:

@@ -38,8 +38,6 @@ from control.settings import ControlSettings
 
 log = structlog.get_logger("control.training_jobs")
 
-_INSTANCE = INSTANCE_LABEL
-
 
 def _iso(moment: datetime | str | None) -> str | None:
     """A Kubernetes time (a datetime, or its serialized text) as ISO 8601 with `Z`."""
@@ -109,7 +107,7 @@ class TrainingJobs:
                         f"the limit is {limit} (MLSTACK_CONTROL_MAX_TRAINING_JOBS)"
                     )
                 template = self._template(core, jobs, api)
-                release = (template.get("metadata", {}).get("labels") or {}).get(_INSTANCE)
+                release = (template.get("metadata", {}).get("labels") or {}).get(INSTANCE_LABEL)
                 name = job_name(release or "mlstack", "api")
                 manifest = job_from_template(template, name, flags, requested_by)
                 manifest["metadata"]["namespace"] = namespace
