@@ -51,6 +51,12 @@ class NotReady(ServiceError):
     status = 503
 
 
+class NoBaseline(ServiceError):
+    """The served version has no baseline statistics, so no drift can be computed."""
+
+    status = 409
+
+
 class ModelLoadError(Exception):
     """A version could not be downloaded or loaded (never shown to clients)."""
 

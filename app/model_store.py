@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
@@ -19,22 +20,25 @@ import structlog
 from app import metrics
 from app.drift import DriftWindow
 from app.errors import ModelLoadError, ModelRefused
-from app.predictors import Predictor, load_predictor
+from app.predictors import OnnxPredictor, Predictor, load_predictor
 from app.registry import Registry, RegistryUnavailable, VersionRef
 from app.settings import Settings
-from training import contract
+from training import contract, mlmodel
 
 log = structlog.get_logger("app.model_store")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class LoadedModel:
     ref: VersionRef
-    manifest: contract.Manifest
+    features: tuple[str, ...]
     predictor: Predictor
-    drift: DriftWindow
+    # None: the version has no baseline statistics (a plain MLflow model not yet adopted).
+    drift: DriftWindow | None
     loaded_at: float
     run_metrics: dict[str, float]
+    manifest: contract.Manifest | None  # mlstack's extras, when the version carries them
     classes: np.ndarray = field(repr=False)
     # Metric children bound once per version, so the hot path does no label lookups.
     class_counters: tuple[Any, ...] = field(repr=False)
@@ -44,48 +48,95 @@ class LoadedModel:
     def version(self) -> str:
         return self.ref.version
 
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.predictor.classes
+
 
 def load_version(
     ref: VersionRef, directory: Path, settings: Settings, run_metrics: dict[str, float]
 ) -> LoadedModel:
-    """Load a downloaded version and check it with a smoke prediction on its input example.
+    """Load a downloaded version and check it with a smoke prediction on its input example
+    (or, without one, on a row built from its signature).
 
-    Raises ModelLoadError (the files do not load) or ModelRefused (they load but are unfit).
+    Raises ModelLoadError (the files do not load) or ModelRefused (they load but are unfit,
+    or the version is of a kind mlstack does not serve: the message names what to change).
     """
     try:
-        manifest = contract.Manifest.from_json((directory / contract.MANIFEST_FILE).read_bytes())
-        baseline = contract.baseline_from_json((directory / contract.BASELINE_FILE).read_bytes())
-        example = orjson.loads((directory / "input_example.json").read_bytes())
-    except (OSError, orjson.JSONDecodeError, contract.ManifestError) as exc:
+        files = mlmodel.read_mlmodel((directory / contract.MLMODEL_FILE).read_bytes())
+        manifest = _optional(directory / contract.MANIFEST_FILE, contract.Manifest.from_json)
+        baseline = _optional(directory / contract.BASELINE_FILE, contract.baseline_from_json)
+    except mlmodel.Unservable as exc:
+        raise ModelRefused(f"v{ref.version}: {exc}") from exc
+    except (OSError, contract.ManifestError) as exc:
         raise ModelLoadError(f"{ref.name} v{ref.version}: {exc}") from exc
-    predictor = load_predictor(directory, manifest)
-    columns = example.get("columns") if isinstance(example, dict) else None
-    if columns != list(manifest.features):
+    features = files.features
+    if manifest is not None and manifest.features != features:
         raise ModelRefused(
-            f"v{ref.version}: input example columns {columns} differ from the signature "
-            f"{list(manifest.features)}"
+            f"v{ref.version}: the manifest's features {list(manifest.features)} differ from the "
+            f"signature's {list(features)}"
         )
-    rows = np.asarray(example["data"], dtype=np.float32)
+    predictor = _predictor(directory, files, manifest, settings)
+    rows = _smoke_rows(ref, directory, files, features)
     proba = predictor.predict_proba(rows)
-    if proba.shape != (len(rows), len(manifest.classes)) or not np.allclose(
+    if proba.shape != (len(rows), len(predictor.classes)) or not np.allclose(
         proba.sum(axis=1), 1.0, atol=1e-3
     ):
         raise ModelRefused(f"v{ref.version}: smoke prediction gave probabilities {proba.tolist()}")
-    try:
-        drift = DriftWindow(manifest.features, baseline, settings.drift_window)
-    except ValueError as exc:
-        raise ModelRefused(f"v{ref.version}: {exc}") from exc
+    drift = None
+    if baseline is not None:
+        try:
+            drift = DriftWindow(features, baseline, settings.drift_window)
+        except ValueError as exc:
+            raise ModelRefused(f"v{ref.version}: {exc}") from exc
     return LoadedModel(
         ref=ref,
-        manifest=manifest,
+        features=features,
         predictor=predictor,
         drift=drift,
         loaded_at=time.time(),
         run_metrics=run_metrics,
-        classes=np.asarray(manifest.classes, dtype=object),
-        class_counters=tuple(metrics.PREDICTIONS.labels(ref.version, c) for c in manifest.classes),
+        manifest=manifest,
+        classes=np.asarray(predictor.classes, dtype=object),
+        class_counters=tuple(metrics.PREDICTIONS.labels(ref.version, c) for c in predictor.classes),
         confidence=metrics.CONFIDENCE.labels(ref.version),
     )
+
+
+def _optional(path: Path, parse: Callable[[bytes], T]) -> T | None:
+    return parse(path.read_bytes()) if path.is_file() else None
+
+
+def _predictor(
+    directory: Path,
+    files: mlmodel.ModelFiles,
+    manifest: contract.Manifest | None,
+    settings: Settings,
+) -> Predictor:
+    classes = manifest.classes if manifest is not None else None
+    if manifest is not None and manifest.onnx:
+        return OnnxPredictor(directory / contract.ONNX_FILE, len(files.features), classes)
+    return load_predictor(directory, files, settings.trust(), classes)
+
+
+def _smoke_rows(
+    ref: VersionRef, directory: Path, files: mlmodel.ModelFiles, features: tuple[str, ...]
+) -> np.ndarray:
+    example_path = directory / (files.input_example or contract.INPUT_EXAMPLE_FILE)
+    if not example_path.is_file():
+        log.info("model.smoke_from_signature", version=ref.version, features=len(features))
+        return np.zeros((1, len(features)), dtype=np.float32)
+    try:
+        example = orjson.loads(example_path.read_bytes())
+        columns = example.get("columns") if isinstance(example, dict) else None
+        if columns != list(features):
+            raise ModelRefused(
+                f"v{ref.version}: input example columns {columns} differ from the signature "
+                f"{list(features)}"
+            )
+        return np.asarray(example["data"], dtype=np.float32).reshape(-1, len(features))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ModelRefused(f"v{ref.version}: the input example is unreadable: {exc}") from exc
 
 
 class ModelStore:
@@ -97,6 +148,8 @@ class ModelStore:
         self._registry = Registry(settings.tracking_uri, settings.mlflow_timeout_seconds)
         self._refused: set[str] = set()
         self.last_error: str | None = None
+        # The version the alias points to that was refused while another one serves, and why.
+        self.refused: tuple[str, str] | None = None
 
     def close(self) -> None:
         self._registry.close()
@@ -109,23 +162,25 @@ class ModelStore:
         s = self.settings
         ref = await asyncio.to_thread(self._registry.resolve, s.model_name, s.model_alias)
         live = self.current
-        if live is not None and live.version == ref.version:
+        if live is not None and live.ref.key == ref.key:
+            self.refused = None
             return False
-        if ref.version in self._refused:
+        if ref.key in self._refused:
             return False
         started = time.perf_counter()
         try:
             candidate = await asyncio.to_thread(self._download_and_load, ref)
-            if live is not None and candidate.manifest.features != live.manifest.features:
+            if live is not None and candidate.features != live.features:
                 raise ModelRefused(
-                    f"v{ref.version} expects features {list(candidate.manifest.features)}, "
-                    f"the live v{live.version} {list(live.manifest.features)}"
+                    f"v{ref.version} expects features {list(candidate.features)}, "
+                    f"the live v{live.version} {list(live.features)}"
                 )
         except ModelRefused as exc:
-            self._refused.add(ref.version)
+            self._refused.add(ref.key)
             metrics.RELOADS.labels("refused").inc()
             log.error("model.swap_refused", version=ref.version, reason=str(exc))
             self.last_error = str(exc)
+            self.refused = (ref.version, str(exc))
             return False
         except ModelLoadError as exc:
             metrics.RELOADS.labels("failed").inc()
@@ -136,6 +191,7 @@ class ModelStore:
         metrics.MODEL_LOAD_DURATION.observe(seconds)
         metrics.RELOADS.labels("success").inc()
         self._swap(candidate)
+        self.refused = None
         log.info(
             "model.loaded",
             name=ref.name,
@@ -143,6 +199,7 @@ class ModelStore:
             version=ref.version,
             previous=live.version if live else None,
             predictor=candidate.predictor.kind,
+            drift_baseline=candidate.drift is not None,
             seconds=round(seconds, 3),
         )
         self.last_error = None
@@ -160,6 +217,7 @@ class ModelStore:
             metrics.MODEL_INFO.remove(old.ref.name, old.ref.version, old.ref.alias)
         # Drift is relative to a version's own baseline: old values would mislead.
         metrics.FEATURE_DRIFT.clear()
+        metrics.DRIFT_WINDOW_ROWS.set(0)
         metrics.MODEL_INFO.labels(candidate.ref.name, candidate.version, candidate.ref.alias).set(1)
         metrics.MODEL_LOADED.set(1)
 

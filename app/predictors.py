@@ -1,30 +1,60 @@
-"""Predictors: ONNX Runtime when the version has an export, scikit-learn otherwise.
+"""Predictors: ONNX Runtime or scikit-learn behind one interface.
 
-Both take a float32 array of shape (rows, features) in the manifest's feature order and
-return class probabilities in the manifest's class order.
+Each takes a float32 array of shape (rows, features) in the signature's feature order and
+returns class probabilities, one column per entry of its `classes`, in that order.
+
+What a model file may execute is the server's decision, never the file's: skops files load
+with the server's allow-list of types only, and pickle loads only when the server allows it.
 """
 
 from __future__ import annotations
 
+import pickle
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from app.errors import ModelLoadError
+from app.errors import ModelLoadError, ModelRefused
 from training import contract
+from training.mlmodel import PICKLE_FORMATS
+
+# The service's default allow-list of skops types: scikit-learn, numpy and scipy.
+DEFAULT_TRUSTED_TYPES: tuple[str, ...] = ("sklearn.", "numpy.", "scipy.")
 
 
 class Predictor(Protocol):
     kind: str
+    classes: tuple[str, ...]
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Trust:
+    """The service's loading policy (settings MLSTACK_SKOPS_TRUSTED_TYPES, MLSTACK_ALLOW_PICKLE).
+
+    An entry ending in "." trusts every type under that module prefix; any other entry one
+    type by its full name.
+    """
+
+    skops_types: tuple[str, ...]
+    allow_pickle: bool
+
+    def untrusted(self, types: list[str]) -> list[str]:
+        return sorted(
+            t
+            for t in types
+            if not any(t == e or (e.endswith(".") and t.startswith(e)) for e in self.skops_types)
+        )
 
 
 class OnnxPredictor:
     kind = "onnx"
 
-    def __init__(self, path: Path, n_classes: int) -> None:
+    def __init__(self, path: Path, n_features: int, classes: tuple[str, ...] | None) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -38,48 +68,187 @@ class OnnxPredictor:
             )
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ModelLoadError(f"ONNX model {path.name} does not load: {exc}") from exc
-        outputs = [o.name for o in self._session.get_outputs()]
-        if contract.ONNX_PROBABILITIES not in outputs:
-            raise ModelLoadError(f"ONNX model has no output {contract.ONNX_PROBABILITIES!r}")
-        self._outputs = [contract.ONNX_PROBABILITIES]
-        self._n_classes = n_classes
+        inputs = self._session.get_inputs()
+        if len(inputs) != 1:
+            raise ModelRefused(
+                f"the ONNX model has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}): "
+                f"mlstack feeds one tensor [rows, {n_features}]; convert the model with a single "
+                "FloatTensorType input"
+            )
+        tensor = inputs[0]
+        if tensor.type not in ("tensor(float)", "tensor(double)"):
+            raise ModelRefused(
+                f"the ONNX input {tensor.name!r} is {tensor.type}: mlstack feeds tensor(float)"
+            )
+        width = tensor.shape[-1] if len(tensor.shape) == 2 else None
+        if isinstance(width, int) and width != n_features:
+            raise ModelRefused(
+                f"the ONNX input {tensor.name!r} takes {width} columns, the signature names "
+                f"{n_features}"
+            )
+        self._input = tensor.name
+        self._dtype = np.float64 if tensor.type == "tensor(double)" else np.float32
+        self._outputs = [self._probabilities_output()]
+        self.classes = classes if classes is not None else _onnx_classes(path, self._label_output())
+
+    def _probabilities_output(self) -> str:
+        outputs = self._session.get_outputs()
+        names = [o.name for o in outputs]
+        if contract.ONNX_PROBABILITIES in names:
+            return contract.ONNX_PROBABILITIES
+        if any(o.type.startswith("seq(") for o in outputs):
+            raise ModelRefused(
+                "the ONNX model returns probabilities as a sequence of maps (ZipMap): convert it "
+                "with options={id(model): {'zipmap': False}}"
+            )
+        matrices = [o.name for o in outputs if o.type == "tensor(float)" and len(o.shape) == 2]
+        if len(matrices) != 1:
+            raise ModelRefused(
+                f"the ONNX model's outputs {names} hold no single float matrix of class "
+                "probabilities: mlstack serves a label and class probabilities"
+            )
+        return matrices[0]
+
+    def _label_output(self) -> str:
+        labels = [
+            o.name
+            for o in self._session.get_outputs()
+            if len(o.shape) == 1 and o.type in ("tensor(int64)", "tensor(string)")
+        ]
+        if len(labels) != 1:
+            raise ModelRefused(
+                "the ONNX model has no single label output: mlstack serves a label and class "
+                "probabilities"
+            )
+        return labels[0]
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
-        result: np.ndarray = self._session.run(self._outputs, {contract.ONNX_INPUT: rows})[0]
-        return result
+        if self._dtype is np.float64:
+            rows = rows.astype(np.float64)
+        result = self._session.run(self._outputs, {self._input: rows})[0]
+        return np.asarray(result, dtype=np.float32)
+
+
+def _onnx_classes(path: Path, label: str) -> tuple[str, ...]:
+    """The class labels an ONNX classifier's label output takes, read from its graph."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    producers = {out: node for node in graph.node for out in node.output}
+    constants = {i.name: i for i in graph.initializer}
+    name = label
+    for _ in range(len(graph.node)):
+        node = producers.get(name)
+        if node is None:
+            break
+        for attribute in node.attribute:
+            if attribute.name in ("classlabels_strings",):
+                return tuple(s.decode() for s in attribute.strings)
+            if attribute.name in ("classlabels_ints", "classlabels_int64s"):
+                return tuple(str(i) for i in attribute.ints)
+        if node.op_type == "ArrayFeatureExtractor" and node.input[0] in constants:
+            values = numpy_helper.to_array(constants[node.input[0]]).ravel()
+            return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in values.tolist())
+        if node.op_type not in ("Cast", "Identity", "Reshape", "Squeeze", "Flatten"):
+            break
+        name = node.input[0]
+    raise ModelRefused(
+        f"the ONNX model's label output {label!r} does not say its classes: log the model with "
+        "metadata={'classes': [...]} in the order of its probability columns"
+    )
 
 
 class SklearnPredictor:
     kind = "sklearn"
 
-    def __init__(self, path: Path, manifest: contract.Manifest) -> None:
-        if manifest.sklearn_format != "skops":
-            raise ModelLoadError(f"unsupported model format {manifest.sklearn_format!r}")
-        import skops.io
-
-        try:
-            untrusted = set(skops.io.get_untrusted_types(file=path))
-            extra = untrusted - set(manifest.skops_trusted_types)
-            if extra:
-                raise ModelLoadError(f"model file has types not trusted by its manifest: {extra}")
-            self._model: Any = skops.io.load(path, trusted=sorted(untrusted))
-        except ModelLoadError:
-            raise
-        except Exception as exc:  # skops raises many types for a corrupt file
-            raise ModelLoadError(f"model file {path.name} does not load: {exc}") from exc
-        model_classes = [str(c) for c in getattr(self._model, "classes_", [])]
-        if sorted(model_classes) != sorted(manifest.classes):
-            raise ModelLoadError(
-                f"model classes {model_classes} differ from the manifest's {list(manifest.classes)}"
+    def __init__(
+        self,
+        path: Path,
+        serialization: str,
+        features: tuple[str, ...],
+        trust: Trust,
+        classes: tuple[str, ...] | None = None,
+    ) -> None:
+        self._model = _load_sklearn(path, serialization, trust)
+        model = self._model
+        if not callable(getattr(model, "predict_proba", None)):
+            raise ModelRefused(
+                f"{type(model).__name__} has no predict_proba: mlstack serves classifiers that "
+                "give class probabilities (a regressor, or e.g. SVC without probability=True, "
+                "cannot be served)"
             )
-        self._order = [model_classes.index(c) for c in manifest.classes]
+        model_classes = [str(c) for c in getattr(model, "classes_", [])]
+        if len(model_classes) < 2:
+            raise ModelRefused(f"{type(model).__name__} has no classes_ with 2 or more classes")
+        self.classes = classes if classes is not None else tuple(model_classes)
+        if sorted(model_classes) != sorted(self.classes):
+            raise ModelRefused(
+                f"model classes {model_classes} differ from the manifest's {list(self.classes)}"
+            )
+        fitted_names = getattr(model, "feature_names_in_", None)
+        if fitted_names is not None and [str(n) for n in fitted_names] != list(features):
+            raise ModelRefused(
+                f"the estimator was fitted on columns {[str(n) for n in fitted_names]}, the "
+                f"signature names {list(features)}: log it with a signature inferred from the "
+                "training DataFrame"
+            )
+        # Fitted on a DataFrame, scikit-learn warns on every array it is given: the columns
+        # were checked against the signature above, once.
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        order = [model_classes.index(c) for c in self.classes]
+        self._order = None if order == list(range(len(order))) else order
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
-        proba = np.asarray(self._model.predict_proba(rows), dtype=np.float32)
-        return proba[:, self._order]
+        proba = np.asarray(self._model.predict_proba(rows), dtype=np.float32, order="C")
+        if self._order is None:
+            return proba
+        # Column indexing gives a Fortran-ordered array; the JSON encoder needs C order.
+        return np.ascontiguousarray(proba[:, self._order])
 
 
-def load_predictor(directory: Path, manifest: contract.Manifest) -> Predictor:
-    if manifest.onnx:
-        return OnnxPredictor(directory / contract.ONNX_FILE, len(manifest.classes))
-    return SklearnPredictor(directory / manifest.sklearn_file, manifest)
+def load_predictor(
+    directory: Path, files: Any, trust: Trust, classes: tuple[str, ...] | None = None
+) -> Predictor:
+    """The predictor of a downloaded MLflow model (`files`: its training.mlmodel.ModelFiles)."""
+    if files.flavor == "onnx":
+        path = directory / files.model_file
+        return OnnxPredictor(path, len(files.features), classes or files.classes)
+    return SklearnPredictor(
+        directory / files.model_file, files.serialization_format, files.features, trust, classes
+    )
+
+
+def _load_sklearn(path: Path, serialization: str, trust: Trust) -> Any:
+    if serialization in PICKLE_FORMATS:
+        if not trust.allow_pickle:
+            raise ModelRefused(
+                f"{path.name} is serialized with {serialization}, and loading pickle runs any "
+                "code the file holds: re-log the model with serialization_format='skops', or "
+                "set MLSTACK_ALLOW_PICKLE=true if you trust whoever can write to the registry"
+            )
+        try:
+            with path.open("rb") as handle:
+                return pickle.load(handle)
+        except Exception as exc:  # unpickling raises anything the file makes it raise
+            raise ModelLoadError(f"model file {path.name} does not unpickle: {exc!r}") from exc
+    if serialization != contract.SKOPS_FORMAT:
+        raise ModelRefused(
+            f"sklearn serialization format {serialization!r} is not supported: use skops"
+        )
+    import skops.io
+
+    try:
+        untrusted = trust.untrusted(skops.io.get_untrusted_types(file=path))
+    except Exception as exc:  # skops raises many types for a corrupt file
+        raise ModelLoadError(f"model file {path.name} does not load: {exc}") from exc
+    if untrusted:
+        raise ModelRefused(
+            f"{path.name} needs types outside the server's allow-list: {', '.join(untrusted)}; "
+            "add them to MLSTACK_SKOPS_TRUSTED_TYPES if you trust them (a version's own files "
+            "never widen it)"
+        )
+    try:
+        return skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path))
+    except Exception as exc:
+        raise ModelLoadError(f"model file {path.name} does not load: {exc}") from exc

@@ -6,6 +6,7 @@ pod's memory; these documented endpoints are all the service uses.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -14,12 +15,14 @@ from urllib.parse import quote, urlparse
 
 import httpx
 
-from app.errors import ModelLoadError
-from training import contract
+from app.errors import ModelLoadError, ModelRefused
+from training import contract, mlmodel
 
-# Files fetched for every version; the model file itself depends on the manifest.
-_ALWAYS = (contract.MANIFEST_FILE, contract.BASELINE_FILE, "input_example.json")
 _COMPLETE = ".complete"
+
+
+class _Missing(Exception):
+    """An artifact the store does not hold."""
 
 
 class RegistryUnavailable(Exception):
@@ -33,6 +36,16 @@ class VersionRef:
     version: str
     run_id: str
     source: str
+    # Where `mlstack adopt` put this version's extras (contract.TAG_EXTRAS_URI), if anywhere.
+    extras_uri: str = ""
+
+    @property
+    def key(self) -> str:
+        """What identifies the files served: the version, and its extras when adopted."""
+        if not self.extras_uri:
+            return self.version
+        digest = hashlib.sha256(self.extras_uri.encode()).hexdigest()[:12]
+        return f"{self.version}-{digest}"
 
 
 class Registry:
@@ -63,8 +76,18 @@ class Registry:
         mv = data.get("model_version")
         if not isinstance(mv, dict):
             raise ModelLoadError(f"alias {name}@{alias} did not resolve to a version")
+        tags = {
+            str(t.get("key")): str(t.get("value"))
+            for t in mv.get("tags", []) or []
+            if isinstance(t, dict)
+        }
         return VersionRef(
-            name, alias, str(mv["version"]), str(mv.get("run_id", "")), str(mv.get("source", ""))
+            name,
+            alias,
+            str(mv["version"]),
+            str(mv.get("run_id", "")),
+            str(mv.get("source", "")),
+            tags.get(contract.TAG_EXTRAS_URI, ""),
         )
 
     def run_metrics(self, run_id: str) -> dict[str, float]:
@@ -76,9 +99,14 @@ class Registry:
         return {str(m["key"]): float(m["value"]) for m in metrics}
 
     def download(self, ref: VersionRef, cache_dir: Path) -> Path:
-        """Fetch what serving needs of `ref` into `cache_dir/<name>/<version>` (atomically:
-        a directory is complete or absent) and return that directory."""
-        target = cache_dir / ref.name / ref.version
+        """Fetch what serving needs of `ref` into `cache_dir/<name>/<key>` (atomically: a
+        directory is complete or absent) and return that directory.
+
+        The directory holds the model's files at their relative paths; an adopted version's
+        extras (manifest, baseline, ONNX export, input example) are laid over them under the
+        same relative names. Raises ModelRefused for a version that cannot be served.
+        """
+        target = cache_dir / ref.name / ref.key
         if (target / _COMPLETE).exists():
             return target
         data = self._get(
@@ -86,25 +114,52 @@ class Registry:
             {"name": ref.name, "version": ref.version},
         )
         root = str(data.get("artifact_uri", ""))
+        extras = ref.extras_uri or root
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{ref.version}-", dir=target.parent))
+        staging = Path(tempfile.mkdtemp(prefix=f".{ref.key}-", dir=target.parent))
         try:
-            for relative in _ALWAYS:
-                self._fetch(root, relative, staging)
-            manifest = contract.Manifest.from_json((staging / contract.MANIFEST_FILE).read_text())
-            model_file = contract.ONNX_FILE if manifest.onnx else manifest.sklearn_file
-            self._fetch(root, model_file, staging)
+            if not self._fetch(root, contract.MLMODEL_FILE, staging, required=False):
+                raise ModelRefused(
+                    f"{ref.name} v{ref.version} has no {contract.MLMODEL_FILE} at {root}: it is "
+                    "not an MLflow model; register a model logged with mlflow.sklearn.log_model "
+                    "or mlflow.onnx.log_model"
+                )
+            files = mlmodel.read_mlmodel((staging / contract.MLMODEL_FILE).read_bytes())
+            manifest = None
+            if self._fetch(extras, contract.MANIFEST_FILE, staging, required=bool(ref.extras_uri)):
+                manifest = contract.Manifest.from_json(
+                    (staging / contract.MANIFEST_FILE).read_bytes()
+                )
+                self._fetch(extras, contract.BASELINE_FILE, staging, required=False)
+            if files.input_example is not None:
+                self._fetch(root, files.input_example, staging, required=False)
+            elif ref.extras_uri:
+                self._fetch(extras, contract.INPUT_EXAMPLE_FILE, staging, required=False)
+            if manifest is not None and manifest.onnx:
+                self._fetch(extras, contract.ONNX_FILE, staging)
+            else:
+                self._fetch(root, files.model_file, staging)
             (staging / _COMPLETE).touch()
             if target.exists():
                 shutil.rmtree(target)
             staging.rename(target)
         except contract.ManifestError as exc:
-            raise ModelLoadError(f"{ref.name} v{ref.version}: {exc}") from exc
+            raise ModelRefused(f"{ref.name} v{ref.version}: {exc}") from exc
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return target
 
-    def _fetch(self, root: str, relative: str, staging: Path) -> None:
+    def _fetch(self, root: str, relative: str, staging: Path, required: bool = True) -> bool:
+        """Copy `root/relative` into `staging`. False when it is absent and not `required`."""
+        try:
+            self._copy(root, relative, staging)
+        except _Missing as exc:
+            if required:
+                raise ModelLoadError(str(exc)) from exc
+            return False
+        return True
+
+    def _copy(self, root: str, relative: str, staging: Path) -> None:
         destination = staging / relative
         destination.parent.mkdir(parents=True, exist_ok=True)
         parsed = urlparse(root)
@@ -114,7 +169,7 @@ class Registry:
             try:
                 with self._client.stream("GET", url) as response:
                     if response.status_code == 404:
-                        raise ModelLoadError(f"artifact {relative} is missing at {root}")
+                        raise _Missing(f"artifact {relative} is missing at {root}")
                     if response.status_code != 200:
                         raise RegistryUnavailable(f"{url} answered {response.status_code}")
                     with destination.open("wb") as handle:
@@ -125,7 +180,7 @@ class Registry:
         elif parsed.scheme in ("", "file"):
             source = Path(parsed.path) / relative
             if not source.is_file():
-                raise ModelLoadError(f"artifact {relative} is missing at {root}")
+                raise _Missing(f"artifact {relative} is missing at {root}")
             shutil.copyfile(source, destination)
         else:
             raise ModelLoadError(

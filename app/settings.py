@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.predictors import DEFAULT_TRUSTED_TYPES, Trust
 from training import contract
 
 
@@ -71,6 +72,15 @@ class Settings(BaseSettings):
     prediction_log_features: bool = Field(
         False, description="Include raw feature values in prediction records."
     )
+    skops_trusted_types: str = Field(
+        ",".join(DEFAULT_TRUSTED_TYPES),
+        description="Comma-separated types a skops model file may hold: a name ending in '.' "
+        "trusts a module prefix. A version's own files never widen it.",
+    )
+    allow_pickle: bool = Field(
+        False,
+        description="Load pickle/cloudpickle model files (they run arbitrary code on load).",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level."
     )
@@ -83,6 +93,10 @@ class Settings(BaseSettings):
         if self.drift_min_rows > self.drift_window:
             raise ValueError("MLSTACK_DRIFT_MIN_ROWS cannot exceed MLSTACK_DRIFT_WINDOW")
         return self
+
+    def trust(self) -> Trust:
+        types = tuple(t.strip() for t in self.skops_trusted_types.split(",") if t.strip())
+        return Trust(skops_types=types, allow_pickle=self.allow_pickle)
 
     def prediction_log_key(self) -> bytes | None:
         if self.prediction_log_api_key_file is None:

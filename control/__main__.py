@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from control import commands
 from control.settings import ENV_PREFIX, ControlSettings
 from training import contract
+from training.settings import TrainingSettings
 
 _FLAGS: dict[str, str] = {}
 
@@ -81,6 +82,57 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("version", help="version number")
     p.add_argument("--alias", default=contract.ALIAS_CHAMPION, help="alias to move")
     p.add_argument("--force", action="store_true", help="move even when the signature differs")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = command(
+        "adopt",
+        commands.adopt,
+        "give a version mlstack did not train its extras: ONNX on parity, drift baseline",
+        description="Adds to an existing version, from sample rows: an ONNX export (kept only "
+        "when parity holds on them), the baseline statistics drift needs, and the manifest. "
+        "Idempotent; the version's model files never change; the service uses the extras from "
+        "its next poll.",
+    )
+    p.add_argument("name", help="registered model")
+    p.add_argument("version", help="version number")
+    p.add_argument("--data", required=True, help="CSV of sample rows with the feature columns")
+    p.add_argument("--target", help="label column of the CSV (for metrics); others refused")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = command(
+        "gate",
+        commands.gate,
+        "run the quality gate for a version on held-out data and move its alias",
+        description="Scores the version and the current champion on the same held-out rows "
+        "and gives the version `champion` or `challenger` by the training round's rules, with "
+        "the same tags.",
+    )
+    p.add_argument("name", help="registered model")
+    p.add_argument("version", help="version number")
+    p.add_argument("--data", required=True, help="held-out CSV: feature columns and the target")
+    p.add_argument("--target", required=True, help="label column of the CSV")
+    # The round's own defaults: the same gate whichever way a version arrives.
+    round_default = {k: f.default for k, f in TrainingSettings.model_fields.items()}
+    p.add_argument(
+        "--metric",
+        default=round_default["metric"],
+        choices=list(contract.METRICS),
+        help="metric the gate compares (default %(default)s)",
+    )
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=round_default["margin"],
+        help="improvement needed over the champion (default %(default)s)",
+    )
+    p.add_argument(
+        "--min-score",
+        type=float,
+        default=round_default["min_score"],
+        help="floor the score must clear (default %(default)s)",
+    )
+    p.add_argument("--force", action="store_true", help="promote past an incomparable champion")
+    p.add_argument("--result-file", help="write the decision as JSON here")
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = command("rollback", commands.rollback, "move an alias back to the version it held before")

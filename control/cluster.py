@@ -1,6 +1,6 @@
-"""What `mlstack status` reads from the cluster: the last training Job, the inference pods, the
-model version each reports (its /readyz) and its drift report (its /drift), both through the
-API server's pod proxy."""
+"""What the `mlstack` command reads from the cluster: for `status`, the last training Job, the
+inference pods, the model version each reports (its /readyz) and its drift report (its /drift),
+both through the API server's pod proxy; for `train`, what a training Job's pod reported."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from control.client import Reply, error_answer
-from control.jobs import COMPONENT_SELECTOR, INSTANCE_LABEL, job_state
+from control.jobs import (
+    COMPONENT_SELECTOR,
+    INSTANCE_LABEL,
+    ReportedResult,
+    job_state,
+    newest_pod,
+    reported_result,
+)
 
 INFERENCE_SELECTOR = "app.kubernetes.io/component=inference"
 
@@ -64,6 +71,13 @@ def last_training_job(batch: Any, namespace: str, release: str | None) -> JobVie
         status.get("startTime"),
         status.get("completionTime"),
     )
+
+
+def job_result(core: Any, namespace: str, job: str) -> ReportedResult:
+    """The result the newest pod of training Job `job` left as its termination message, or why
+    there is none (see control.jobs.reported_result). Raises ApiException."""
+    pod = newest_pod(core.list_namespaced_pod(namespace, label_selector=f"job-name={job}").items)
+    return reported_result(None if pod is None else core.api_client.sanitize_for_serialization(pod))
 
 
 def inference_pods(core: Any, namespace: str, release: str | None) -> list[PodView]:

@@ -23,7 +23,7 @@ from control.jobs import (
     INSTANCE_LABEL,
     JobError,
     ParameterError,
-    check_training_args,
+    check_arguments,
     choose_template,
     follow,
     job_from_template,
@@ -157,6 +157,74 @@ def promote(settings: ControlSettings, args: argparse.Namespace) -> int:
         _json(change)
     else:
         _say_change(change, "promoted")
+    return EXIT_OK
+
+
+def adopt(settings: ControlSettings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from control import registry
+
+    done = registry.adopt(_mlflow(settings), args.name, args.version, Path(args.data), args.target)
+    if args.json:
+        _json(done)
+        return EXIT_OK
+    if not done.changed:
+        print(f"{done.model} v{done.version}: {done.reason}")
+        return EXIT_OK
+    onnx = "yes" if done.onnx else "no"
+    print(f"{done.model} v{done.version} adopted: drift baseline of {done.baseline_features} "
+          f"features, onnx {onnx} ({done.onnx_reason})")  # fmt: skip
+    for name, value in sorted(done.metrics.items()):
+        print(f"  {name:<16} {value:.4f}")
+    print(f"extras     {done.extras_uri}")
+    print("the service serves the extras from its next poll")
+    return EXIT_OK
+
+
+def gate(settings: ControlSettings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from control.errors import InvalidInput
+    from training import contract
+    from training.data import DatasetError
+    from training.registry import gate_version
+    from training.result import write_result
+
+    client = _mlflow(settings)
+    try:
+        contract.known_metric(args.metric)
+        decision, score, champion = gate_version(
+            client,
+            args.name,
+            args.version,
+            Path(args.data),
+            args.target,
+            args.metric,
+            args.margin,
+            args.min_score,
+            args.force,
+        )
+    except (DatasetError, contract.ManifestError, ValueError) as exc:
+        raise InvalidInput(str(exc)) from exc
+    gated = client.get_model_version(args.name, args.version)
+    result = contract.TrainingResult(
+        model_name=args.name,
+        version=str(args.version),
+        run_id=str(gated.run_id or ""),
+        decision=decision.alias,
+        reason=decision.reason,
+        onnx=(gated.tags or {}).get(contract.TAG_ONNX) == "true",
+    )
+    write_result(result, Path(args.result_file) if args.result_file else None)
+    if args.json:
+        print(result.to_json())
+    else:
+        print(f"{args.metric} {score:.4f} on {Path(args.data).name}")
+        if champion is not None:
+            shown = "-" if champion.score is None else f"{champion.score:.4f}"
+            print(f"champion   v{champion.version} {shown}")
+        print(f"decision   {decision.alias}: {decision.reason}")
     return EXIT_OK
 
 
@@ -476,19 +544,18 @@ def train(settings: ControlSettings, args: argparse.Namespace) -> int:
     """Copy the chart's training Job under a new name and follow it."""
     if args.local:
         return train_local(settings, args)
-    from control.cluster import clients
+    from control.cluster import clients, job_result
 
-    try:
-        check_training_args(args.training_args)
-    except ParameterError as exc:
-        print(f"error: invalid training flags: {exc}", file=sys.stderr)
-        return EXIT_INVALID
     batch, core = clients()
     namespace = settings.namespace
     try:
         template, source = _training_template(settings, batch, core)
+        check_arguments(template, args.training_args)
     except JobError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except ParameterError as exc:
+        print(f"error: invalid training flags: {exc}", file=sys.stderr)
         return EXIT_INVALID
     release = (template.get("metadata", {}).get("labels") or {}).get(INSTANCE_LABEL, "mlstack")
     name = job_name(release, "cli")
@@ -515,6 +582,7 @@ def train(settings: ControlSettings, args: argparse.Namespace) -> int:
                 batch.read_namespaced_job(name, namespace)
             ),
             read_log,
+            lambda: job_result(core, namespace, name),
             name,
             args.timeout,
             print,
@@ -524,6 +592,6 @@ def train(settings: ControlSettings, args: argparse.Namespace) -> int:
         return EXIT_FAILED
     print(
         f"job {name} {'succeeded' if outcome.succeeded else 'failed'} after "
-        f"{outcome.seconds:.0f} s; gate: {outcome.decision or 'no decision printed'}"
+        f"{outcome.seconds:.0f} s; gate: {outcome.reported.describe()}"
     )
     return EXIT_OK if outcome.succeeded else EXIT_FAILED

@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 from mlflow import MlflowClient
 
 from control.auth import ApiKeyCheck
+from control.errors import PayloadTooLarge
 from control.prediction_log import PredictionLog
 from control.settings import ControlSettings
 from control.training_jobs import TrainingJobs
@@ -50,3 +51,23 @@ ClientDep = Annotated[MlflowClient, Depends(get_client)]
 TrainingJobsDep = Annotated[TrainingJobs, Depends(get_training_jobs)]
 CallerDep = Annotated[str, Depends(caller)]
 ApiKeyDep = Depends(require_api_key)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (413) past `limit` bytes whether declared or streamed."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(
+            f"body of {declared} bytes is over the limit of {limit} bytes "
+            "(MLSTACK_CONTROL_MAX_BODY_BYTES)"
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(
+                f"body is over the limit of {limit} bytes (MLSTACK_CONTROL_MAX_BODY_BYTES)"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)

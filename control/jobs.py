@@ -1,7 +1,9 @@
 """Training Jobs on demand: a copy of the chart's own training Job, followed to its end.
 
 The chart renders the training Job; a new one is that Job's pod template under a new name,
-with extra training flags appended. The command and the chart therefore never diverge.
+with extra training flags appended. The command and the chart therefore never diverge. What a
+finished round decided is its TrainingResult, which the training container leaves as its
+termination message; nothing here reads printed lines.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import yaml
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
+from training.contract import ManifestError, TrainingResult
 from training.settings import TrainingSettings
 
 COMPONENT_SELECTOR = "app.kubernetes.io/component=training"
@@ -29,9 +32,22 @@ TRAINING_ARGS = "mlstack/training-args"
 REQUESTED_AT = "mlstack/requested-at-ns"
 # The key of the chart's training Job template ConfigMap.
 TEMPLATE_KEY = "job.yaml"
+# What the template's training container runs, as the chart annotates the Job: `python -m
+# training` (ENTRYPOINT_ROUND, also when the annotation is absent) or the user's own command
+# (ENTRYPOINT_CUSTOM), whose arguments mlstack does not know.
+ENTRYPOINT = "mlstack.io/training-entrypoint"
+ENTRYPOINT_ROUND = "round"
+ENTRYPOINT_CUSTOM = "custom"
+CUSTOM_TAKES_NO_PARAMETERS = (
+    f"the training Job template runs a custom command ({ENTRYPOINT}: {ENTRYPOINT_CUSTOM}), "
+    "not `python -m training`: it takes no training parameters, only its own arguments "
+    "verbatim (`mlstack train -- ARGS`); start it with an empty body to run it as it is"
+)
 # Training settings a request may set; the rest belong to the Job (MLflow's address, the code
-# version baked into the image, how long to wait for MLflow).
-_NOT_PARAMETERS = frozenset({"tracking_uri", "code_version", "mlflow_timeout_seconds"})
+# version baked into the image, how long to wait for MLflow, where the result goes).
+_NOT_PARAMETERS = frozenset(
+    {"tracking_uri", "code_version", "mlflow_timeout_seconds", "result_file"}
+)
 _DROP_LABELS = (
     "controller-uid",
     "batch.kubernetes.io/controller-uid",
@@ -53,20 +69,26 @@ class ParameterError(ValueError):
 
 
 @dataclass(frozen=True)
-class Outcome:
-    name: str
-    succeeded: bool
-    decision: str | None  # the gate's line from the round's summary, when printed
-    seconds: float
+class ReportedResult:
+    """What a training Job's pod reported: the round's result, or why there is none."""
+
+    result: TrainingResult | None
+    missing: str | None = None  # why `result` is None
+
+    def describe(self) -> str:
+        """One line for people: the gate's decision and the version, or why there is none."""
+        if self.result is None:
+            return f"no training result ({self.missing})"
+        r = self.result
+        return f"{r.decision}: {r.reason} ({r.model_name} v{r.version}, run {r.run_id})"
 
 
 @dataclass(frozen=True)
-class RoundSummary:
-    """What a finished round printed: its MLflow run, the version it registered, the gate."""
-
-    run_id: str | None
-    version: str | None
-    decision: str | None
+class Outcome:
+    name: str
+    succeeded: bool
+    reported: ReportedResult
+    seconds: float
 
 
 class _RequestedTraining(TrainingSettings):
@@ -140,6 +162,33 @@ def check_training_args(argv: list[str]) -> None:
         ) from None
 
 
+def entrypoint(template: dict[str, Any]) -> str:
+    """ENTRYPOINT_ROUND or ENTRYPOINT_CUSTOM: the template Job's ENTRYPOINT annotation, else its
+    pod template's, ENTRYPOINT_ROUND without either. Raises JobError for another value."""
+    pod_metadata = ((template.get("spec") or {}).get("template") or {}).get("metadata")
+    for metadata in (template.get("metadata"), pod_metadata):
+        value = ((metadata or {}).get("annotations") or {}).get(ENTRYPOINT)
+        if value is None:
+            continue
+        if value not in (ENTRYPOINT_ROUND, ENTRYPOINT_CUSTOM):
+            raise JobError(
+                f"the training Job template's annotation {ENTRYPOINT} is {value!r}: expected "
+                f"{ENTRYPOINT_ROUND!r} or {ENTRYPOINT_CUSTOM!r}"
+            )
+        return str(value)
+    return ENTRYPOINT_ROUND
+
+
+def check_arguments(template: dict[str, Any], argv: list[str]) -> None:
+    """Check `argv` as `python -m training` flags (see check_training_args) when the template
+    runs the round; a custom command's arguments are its own and pass verbatim.
+
+    Raises ParameterError (or exits 2, see check_training_args), JobError for a template
+    whose ENTRYPOINT annotation is neither value."""
+    if entrypoint(template) == ENTRYPOINT_ROUND:
+        check_training_args(argv)
+
+
 def pick_template(jobs: list[Any]) -> Any:
     """The Job to copy: the newest one the chart (or its CronJob) created, else the newest."""
     if not jobs:
@@ -193,15 +242,45 @@ def job_name(release: str, kind: str) -> str:
     return f"{release[:30]}-train-{kind}-{stamp}-{secrets.token_hex(2)}"
 
 
-def summary_from_log(log: str) -> RoundSummary:
-    """The summary lines `python -m training` prints at the end of a round."""
-    run_id = version = None
-    for line in log.splitlines():
-        if line.startswith("registered ") and " v" in line:
-            version = line.rsplit(" v", 1)[1].strip() or None
-        elif line.startswith("mlflow ui ") and "/runs/" in line:
-            run_id = line.rsplit("/runs/", 1)[1].strip() or None
-    return RoundSummary(run_id, version, decision_line(log))
+def newest_pod(pods: list[Any]) -> Any | None:
+    """The newest of a Job's pods (as the API client gives them), None when it has none."""
+    return max(pods, key=lambda p: p.metadata.creation_timestamp) if pods else None
+
+
+def reported_result(pod: dict[str, Any] | None) -> ReportedResult:
+    """The TrainingResult in the termination message of a Job pod's training container (its
+    first, the one job_from_template gives the flags), from the pod as a dict from the API.
+
+    None, and why, when there is no pod, the container has not finished, it left no message,
+    or the message is not a result: with FallbackToLogsOnError a failed container's message
+    is the end of its log."""
+    if pod is None:
+        return ReportedResult(None, "the Job has no pod")
+    pod_name = (pod.get("metadata") or {}).get("name")
+    containers = (pod.get("spec") or {}).get("containers") or [{}]
+    container = containers[0].get("name")
+    where = f"container {container!r} of pod {pod_name}"
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    own: dict[str, Any] = next((s for s in statuses if s.get("name") == container), {})
+    terminated = (own.get("state") or {}).get("terminated")
+    if terminated is None:
+        return ReportedResult(None, f"{where} has not finished")
+    code = terminated.get("exitCode")
+    message = terminated.get("message") or ""
+    if not message.strip():
+        return ReportedResult(
+            None,
+            f"{where} exited with code {code} and left no termination message: "
+            "no result was written to MLSTACK_RESULT_FILE",
+        )
+    try:
+        return ReportedResult(TrainingResult.from_json(message))
+    except ManifestError:
+        why = "" if code == 0 else "; a failed container's message is the end of its log"
+        return ReportedResult(
+            None,
+            f"the termination message of {where} is not a training result (exit code {code}{why})",
+        )
 
 
 def job_from_template(
@@ -225,6 +304,14 @@ def job_from_template(
     container = pod["spec"]["containers"][0]
     container["args"] = [*(container.get("args") or []), *extra_args]
     metadata = template.get("metadata") or {}
+    annotations = {
+        REQUESTED_BY: requested_by,
+        REQUESTED_AT: str(time.time_ns()),
+        TRAINING_ARGS: json.dumps(extra_args),
+    }
+    # Kept, so that a copy chosen as the template of a later copy still says what it runs.
+    if ENTRYPOINT in (metadata.get("annotations") or {}):
+        annotations[ENTRYPOINT] = metadata["annotations"][ENTRYPOINT]
     job_labels = {k: v for k, v in (metadata.get("labels") or {}).items() if k not in _DROP_LABELS}
     job_spec = {
         k: spec[k]
@@ -238,11 +325,7 @@ def job_from_template(
             "name": name,
             "namespace": metadata.get("namespace"),
             "labels": job_labels,
-            "annotations": {
-                REQUESTED_BY: requested_by,
-                REQUESTED_AT: str(time.time_ns()),
-                TRAINING_ARGS: json.dumps(extra_args),
-            },
+            "annotations": annotations,
         },
         "spec": {**job_spec, "template": pod},
     }
@@ -257,23 +340,17 @@ def newest_first_key(created: str | None, annotations: dict[str, str] | None) ->
     return created or "", requested
 
 
-def decision_line(log: str) -> str | None:
-    """The gate's summary line of a training round's output."""
-    for line in log.splitlines():
-        if line.startswith("decision "):
-            return line.removeprefix("decision").strip()
-    return None
-
-
 def follow(
     read_job: Callable[[], dict[str, Any]],
     read_log: Callable[[], str],
+    read_result: Callable[[], ReportedResult],
     name: str,
     timeout: float,
     say: Callable[[str], None],
     poll_seconds: float = 2.0,
 ) -> Outcome:
-    """Poll the Job until it succeeds or fails (bounded by `timeout`), printing progress."""
+    """Poll the Job until it succeeds or fails (bounded by `timeout`), printing progress; then
+    read what its pod reported (`read_result`)."""
     started = time.monotonic()
     last = ""
     printed = 0
@@ -289,7 +366,7 @@ def follow(
         printed = len(lines)
         if state in ("succeeded", "failed"):
             return Outcome(
-                name, state == "succeeded", decision_line(log), time.monotonic() - started
+                name, state == "succeeded", _reported(read_result), time.monotonic() - started
             )
         if time.monotonic() - started > timeout:
             raise JobError(f"job {name} did not finish within {timeout:g} s (state {state})")
@@ -317,3 +394,11 @@ def _safe(read_log: Callable[[], str]) -> str:
         return read_log()
     except Exception:  # the pod may not exist yet, or be starting: no log is no progress
         return ""
+
+
+def _reported(read_result: Callable[[], ReportedResult]) -> ReportedResult:
+    try:
+        return read_result()
+    except Exception as exc:  # the Job's end is still reported, with why its result is not
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        return ReportedResult(None, f"its pod could not be read: {type(exc).__name__}: {first}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -20,6 +21,7 @@ from control import metrics
 from control.errors import Conflict, InvalidInput, NotFound, RegistryUnavailable
 from control.render import epoch_to_iso
 from control.schemas import (
+    Adoption,
     AliasChange,
     BestRun,
     ExperimentView,
@@ -28,16 +30,12 @@ from control.schemas import (
     ModelVersionView,
 )
 from training import contract
-from training.registry import alias_version, read_manifest
+from training.registry import alias_version, previous_tag, version_files
+from training.registry import move_alias as _move_alias
 
 log = structlog.get_logger("control.registry")
 
 _MISSING = ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
-
-
-def previous_tag(alias: str) -> str:
-    """The version tag that remembers which version `alias` held before (per alias)."""
-    return f"{contract.TAG_PREVIOUS_HOLDER_PREFIX}{alias}"
 
 
 @contextlib.contextmanager
@@ -139,11 +137,9 @@ def _version_view(mv: ModelVersion, aliases: dict[str, str]) -> ModelVersionView
 
 def list_experiments(client: MlflowClient, metric: str) -> list[ExperimentView]:
     """Every active experiment with its best training round on the held-out `metric`."""
-    if metric not in contract.METRIC_DIRECTIONS:
-        raise InvalidInput(
-            f"metric: unknown {metric!r}; choose from {', '.join(contract.METRIC_DIRECTIONS)}"
-        )
-    higher_is_better = contract.METRIC_DIRECTIONS[metric]
+    if metric not in contract.METRICS:
+        raise InvalidInput(f"metric: unknown {metric!r}; choose from {', '.join(contract.METRICS)}")
+    higher_is_better = contract.METRICS[metric].higher_is_better
     column = f"{contract.TEST_METRIC_PREFIX}{metric}"
     order = f"metrics.`{column}` {'DESC' if higher_is_better else 'ASC'}"
     rounds = f"tags.`{contract.TAG_ROUND_ROLE}` = '{contract.ROLE_ROUND}'"
@@ -187,10 +183,10 @@ def list_experiments(client: MlflowClient, metric: str) -> list[ExperimentView]:
 
 def _features(client: MlflowClient, name: str, version: str) -> tuple[str, ...]:
     try:
-        return read_manifest(client, name, version).features
+        return version_files(client, name, version).features
     except (MlflowException, OSError, contract.ManifestError) as exc:
         raise Conflict(
-            f"the manifest of {name} v{version} cannot be read ({exc}); "
+            f"the signature of {name} v{version} cannot be read ({exc}); "
             "pass force to move the alias anyway"
         ) from exc
 
@@ -246,14 +242,7 @@ def move_alias(
             )
             raise
     with _mlflow(f"alias {alias!r} of model {name!r}"):
-        tag = previous_tag(alias)
-        recorded = (target.tags or {}).get(tag)
-        _record(client, name, version, tag, previous, recorded)
-        try:
-            client.set_registered_model_alias(name, alias, version)
-        except Exception:
-            _record(client, name, version, tag, recorded, previous)  # leave it as it was
-            raise
+        _move_alias(client, name, alias, str(target.version))
     metrics.ALIAS_CHANGES.labels("promote", "moved").inc()
     log.info(
         "alias.moved",
@@ -267,17 +256,6 @@ def move_alias(
     return AliasChange(
         model=name, alias=alias, version=version, previous=previous, changed=True, forced=force
     )
-
-
-def _record(
-    client: MlflowClient, name: str, version: str, tag: str, value: str | None, now: str | None
-) -> None:
-    """Set `tag` to `value` (it is `now`); None removes it: a stale record of an earlier
-    holder would make rollback jump back to that one."""
-    if value is not None:
-        client.set_model_version_tag(name, version, tag, value)
-    elif now is not None:
-        client.delete_model_version_tag(name, version, tag)
 
 
 def rollback(client: MlflowClient, name: str, alias: str, by: str) -> AliasChange:
@@ -304,3 +282,31 @@ def rollback(client: MlflowClient, name: str, alias: str, by: str) -> AliasChang
     metrics.ALIAS_CHANGES.labels("rollback", "moved").inc()
     log.info("alias.rolled_back", model=name, alias=alias, version=back, previous=now, by=by)
     return AliasChange(model=name, alias=alias, version=back, previous=now, changed=True)
+
+
+def adopt(
+    client: MlflowClient, name: str, version: str, data: Path, target: str | None
+) -> Adoption:
+    """Give `name` v`version` mlstack's extras from the sample rows in the CSV `data`
+    (training.adopt). InvalidInput names the failing column, line or model property."""
+    from training.adopt import AdoptError
+    from training.adopt import adopt as _adopt
+
+    _quoted(name)
+    try:
+        with _mlflow(f"version {version} of model {name!r}"):
+            done = _adopt(client, name, version, data, target)
+    except AdoptError as exc:
+        raise InvalidInput(str(exc)) from exc
+    log.info("version.adopted", model=name, version=version, changed=done.changed, onnx=done.onnx)
+    return Adoption(
+        model=done.model_name,
+        version=done.version,
+        changed=done.changed,
+        extras_uri=done.extras_uri,
+        onnx=done.onnx,
+        onnx_reason=done.onnx_reason,
+        baseline_features=done.baseline_features,
+        metrics=done.metrics,
+        reason=done.reason,
+    )

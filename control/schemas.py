@@ -194,6 +194,20 @@ class AliasChange(BaseModel):
     forced: bool = False
 
 
+class Adoption(BaseModel):
+    """What `mlstack adopt` (or POST /v1/models/{name}/versions/{version}/adopt) did."""
+
+    model: str
+    version: str
+    changed: bool = Field(description="False when the version carried these extras already.")
+    extras_uri: str | None = Field(description="Where the extras are (None: the round's own).")
+    onnx: bool = Field(description="An ONNX export is served (parity held).")
+    onnx_reason: str
+    baseline_features: int
+    metrics: dict[str, float] = Field(description="The version's metrics on the rows given.")
+    reason: str
+
+
 class TrainingJobView(BaseModel):
     id: str = Field(description="The Job's name.")
     state: Literal["pending", "running", "succeeded", "failed"]
@@ -202,7 +216,14 @@ class TrainingJobView(BaseModel):
     finished: str | None
     requested_by: str | None = Field(description="Who asked (api:<address> or the CLI user).")
     parameters: list[str] = Field(description="Training flags added to the template's.")
-    mlflow_run_id: str | None = Field(None, description="From the round's log, once printed.")
-    registered_version: str | None = None
-    decision: str | None = Field(None, description="The gate's decision line.")
+    # The round's result: the training container's termination message (read by id only).
+    mlflow_run_id: str | None = Field(None, description="The round's MLflow run.")
+    registered_version: str | None = Field(None, description="The version it registered.")
+    decision: str | None = Field(None, description="The gate's decision: champion or challenger.")
+    reason: str | None = Field(None, description="Why the gate decided so.")
+    result_missing: str | None = Field(
+        None,
+        description="Why there is no result (no pod, not finished, or a termination message "
+        "that is not a result); null when there is one, and in the list.",
+    )
     log_tail: list[str] = Field(default_factory=list, description="Last log lines (by id only).")

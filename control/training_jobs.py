@@ -20,17 +20,21 @@ from control.cluster import selector
 from control.errors import ClusterUnavailable, Conflict, InvalidInput, NotFound
 from control.jobs import (
     COMPONENT_SELECTOR,
+    CUSTOM_TAKES_NO_PARAMETERS,
+    ENTRYPOINT_CUSTOM,
     INSTANCE_LABEL,
     REQUESTED_BY,
     TRAINING_ARGS,
     JobError,
     ParameterError,
     choose_template,
+    entrypoint,
     job_from_template,
     job_name,
     job_state,
     newest_first_key,
-    summary_from_log,
+    newest_pod,
+    reported_result,
     training_flags,
 )
 from control.schemas import TrainingJobView
@@ -83,17 +87,21 @@ class TrainingJobs:
     def create(self, parameters: dict[str, Any], requested_by: str) -> TrainingJobView:
         """Validate `parameters`, then copy the training Job template with their flags.
 
-        InvalidInput before anything touches the cluster; Conflict at the concurrency limit or
-        without a template."""
+        InvalidInput for parameters the round refuses, before any Job exists and even without
+        a cluster, and for any parameter when the template runs a custom command (it takes
+        none); Conflict at the concurrency limit or without a template."""
         try:
             flags = training_flags(parameters)
         except ParameterError as exc:
-            raise InvalidInput(str(exc)) from None
+            raise InvalidInput(self._refusal(exc)) from None
         namespace = self._settings.namespace
         with self._kubernetes(f"training Jobs in namespace {namespace!r}") as (batch, core):
             api = batch.api_client
             with self._create_lock:
                 jobs = batch.list_namespaced_job(namespace, label_selector=self._selector()).items
+                template = self._template(core, jobs, api)
+                if parameters and self._entrypoint(template) == ENTRYPOINT_CUSTOM:
+                    raise InvalidInput(CUSTOM_TAKES_NO_PARAMETERS)
                 active = [
                     j.metadata.name
                     for j in jobs
@@ -106,7 +114,6 @@ class TrainingJobs:
                         f"{len(active)} training Job(s) pending or running ({', '.join(active)}): "
                         f"the limit is {limit} (MLSTACK_CONTROL_MAX_TRAINING_JOBS)"
                     )
-                template = self._template(core, jobs, api)
                 release = (template.get("metadata", {}).get("labels") or {}).get(INSTANCE_LABEL)
                 name = job_name(release or "mlstack", "api")
                 manifest = job_from_template(template, name, flags, requested_by)
@@ -121,6 +128,27 @@ class TrainingJobs:
         )
         return self._view(created, api)
 
+    def _refusal(self, problem: ParameterError) -> str:
+        """What to answer for parameters the round refuses: that the template takes none when
+        it runs a custom command, else the round's problems. Those stand when the template
+        cannot be read: the request is refused either way."""
+        namespace = self._settings.namespace
+        try:
+            with self._kubernetes(f"training Jobs in namespace {namespace!r}") as (batch, core):
+                jobs = batch.list_namespaced_job(namespace, label_selector=self._selector()).items
+                template = self._template(core, jobs, batch.api_client)
+            custom = self._entrypoint(template) == ENTRYPOINT_CUSTOM
+        except (ClusterUnavailable, Conflict, NotFound):
+            return str(problem)
+        return CUSTOM_TAKES_NO_PARAMETERS if custom else str(problem)
+
+    @staticmethod
+    def _entrypoint(template: dict[str, Any]) -> str:
+        try:
+            return entrypoint(template)
+        except JobError as exc:
+            raise Conflict(str(exc)) from None
+
     def _template(self, core: Any, jobs: list[Any], api: Any) -> dict[str, Any]:
         name = self._settings.training_template_configmap
         namespace = self._settings.namespace
@@ -132,8 +160,8 @@ class TrainingJobs:
             raise Conflict(str(exc)) from None
 
     def get(self, name: str) -> TrainingJobView:
-        """One training Job with its round's summary and last log lines (when its pod still
-        exists)."""
+        """One training Job with its round's result (the termination message of its newest
+        pod's training container) and last log lines, or why there is no result."""
         namespace = self._settings.namespace
         with self._kubernetes(f"training Job {name!r}") as (batch, core):
             job = batch.read_namespaced_job(name, namespace)
@@ -141,19 +169,30 @@ class TrainingJobs:
             wanted = dict(part.split("=", 1) for part in self._selector().split(","))
             if any(labels.get(k) != v for k, v in wanted.items()):
                 raise NotFound(f"training Job {name!r} does not exist")
-            log_text = self._log(core, name, namespace)
+            pods = core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items
+            pod = newest_pod(pods)
+            # The whole log: a round prints a few dozen lines.
+            log_text = (
+                "" if pod is None else core.read_namespaced_pod_log(pod.metadata.name, namespace)
+            )
+            reported = reported_result(
+                None if pod is None else core.api_client.sanitize_for_serialization(pod)
+            )
             view = self._view(job, batch.api_client)
-        summary = summary_from_log(log_text)
-        lines = log_text.splitlines()
+        lines = str(log_text or "").splitlines()
         keep = self._settings.training_log_lines
-        return view.model_copy(
-            update={
-                "mlflow_run_id": summary.run_id,
-                "registered_version": summary.version,
-                "decision": summary.decision,
-                "log_tail": lines[-keep:] if keep else [],
+        update: dict[str, Any] = {
+            "result_missing": reported.missing,
+            "log_tail": lines[-keep:] if keep else [],
+        }
+        if (result := reported.result) is not None:
+            update |= {
+                "mlflow_run_id": result.run_id,
+                "registered_version": result.version,
+                "decision": result.decision,
+                "reason": result.reason,
             }
-        )
+        return view.model_copy(update=update)
 
     def list(self) -> list[TrainingJobView]:
         """Every training Job of the release, newest first (no logs: one call per Job)."""
@@ -166,15 +205,6 @@ class TrainingJobs:
                 for view in [self._view(j, batch.api_client)]
             ]
         return [view for _, view in sorted(keyed, key=lambda pair: pair[0], reverse=True)]
-
-    @staticmethod
-    def _log(core: Any, name: str, namespace: str) -> str:
-        pods = core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items
-        if not pods:
-            return ""
-        newest = max(pods, key=lambda p: p.metadata.creation_timestamp)
-        # The whole log: the round's summary is at its end, and a round prints a few dozen lines.
-        return str(core.read_namespaced_pod_log(newest.metadata.name, namespace) or "")
 
     @staticmethod
     def _view(job: Any, api: Any) -> TrainingJobView:

@@ -1,20 +1,27 @@
 """`python -m training`: one training round from the command line.
 
 Exit status: 0 for a finished round whatever the gate decided, 2 for invalid input,
-3 when MLflow cannot be reached, 1 for any other failure.
+3 when MLflow cannot be reached, 1 for any other failure (the result file not written
+included). The summary printed at the end is for people; programs read the result file
+(`--result-file`, a TrainingResult as JSON).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from training.contract import TrainingResult
 from training.data import DatasetError
 from training.registry import MlflowUnavailable
+from training.result import write_result
 from training.settings import TrainingSettings
+
+if TYPE_CHECKING:
+    from training.round import RoundResult
 
 EXIT_INVALID_INPUT = 2
 EXIT_MLFLOW_UNAVAILABLE = 3
@@ -76,7 +83,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_MLFLOW_UNAVAILABLE
     _summary(result, settings, tracking_uri)
+    try:
+        write_result(_result(result, settings), settings.result_file)
+    except OSError as exc:
+        print(f"error: cannot write the result file {settings.result_file}: {exc}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _result(result: RoundResult, settings: TrainingSettings) -> TrainingResult:
+    return TrainingResult(
+        model_name=settings.model_name,
+        version=result.version,
+        run_id=result.run_id,
+        decision=result.decision.alias,
+        reason=result.decision.reason,
+        onnx=result.onnx.path is not None,
+    )
 
 
 def _summary(result: Any, settings: TrainingSettings, tracking_uri: str) -> None:

@@ -25,6 +25,19 @@ MANIFEST_FILE: Final = f"{EXTRA_DIR}/mlstack.json"
 ONNX_FILE: Final = f"{EXTRA_DIR}/model.onnx"
 BASELINE_FILE: Final = f"{EXTRA_DIR}/baseline.json"
 MLMODEL_FILE: Final = "MLmodel"
+# Written by MLflow's log_model beside MLmodel (pandas "split" orient: columns and data).
+INPUT_EXAMPLE_FILE: Final = "input_example.json"
+# The round's scikit-learn file (skops format), relative to the model's artifact root.
+SKOPS_FILE: Final = "model.skops"
+SKOPS_FORMAT: Final = "skops"
+
+# Extras that `mlstack adopt` adds to a version it did not produce: a run's artifact folder
+# holding MANIFEST_FILE, BASELINE_FILE, INPUT_EXAMPLE_FILE and (when parity held) ONNX_FILE
+# under the same relative names. The version's own model files are never touched; the tag on
+# the version says where the extras are, and its value changing makes the service reload.
+TAG_EXTRAS_URI: Final = "mlstack.extras.uri"
+TAG_EXTRAS_SHA256: Final = "mlstack.extras.sha256"
+EXTRAS_ARTIFACT_DIR: Final = "mlstack-extras"
 
 # Manifest format version: bump when the manifest's keys change incompatibly.
 MANIFEST_VERSION: Final = 1
@@ -58,21 +71,33 @@ TAG_PREVIOUS_HOLDER_PREFIX: Final = "mlstack.previous_"
 ROLE_ROUND: Final = "round"
 ROLE_CANDIDATE: Final = "candidate"
 
-# Held-out metrics, by name. Each says whether a higher value is better: the gate needs it.
-METRIC_DIRECTIONS: Final[dict[str, bool]] = {
-    "accuracy": True,
-    "f1_macro": True,
-    "precision_macro": True,
-    "recall_macro": True,
-    "roc_auc_ovr": True,
-    "log_loss": False,
+
+# Held-out metrics: the one table the round, the evaluator, the gate, the control plane's
+# settings and the chart's values.schema.json enums (checked by a test) all read.
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    higher_is_better: bool  # the gate needs the direction
+    scorer: str  # scikit-learn's scorer name, for the cross-validated search
+
+
+METRICS: Final[dict[str, Metric]] = {
+    m.name: m
+    for m in (
+        Metric("accuracy", True, "accuracy"),
+        Metric("f1_macro", True, "f1_macro"),
+        Metric("precision_macro", True, "precision_macro"),
+        Metric("recall_macro", True, "recall_macro"),
+        Metric("roc_auc_ovr", True, "roc_auc_ovr"),
+        Metric("log_loss", False, "neg_log_loss"),
+    )
 }
 
 
 def known_metric(name: str) -> str:
     """`name` if it is a held-out metric; ValueError naming the choices otherwise."""
-    if name not in METRIC_DIRECTIONS:
-        raise ValueError(f"unknown metric {name!r}; choose from {', '.join(METRIC_DIRECTIONS)}")
+    if name not in METRICS:
+        raise ValueError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}")
     return name
 
 
@@ -190,3 +215,37 @@ def baseline_from_json(text: str | bytes) -> dict[str, FeatureBaseline]:
             raise
         raise ManifestError(f"baseline file is malformed: {exc!r}") from exc
     return out
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What a finished training round (or `mlstack gate`) decided, as structured data.
+
+    Written as JSON to the result file (the Job's termination message in the cluster) and
+    read by the control plane; nothing parses printed lines.
+    """
+
+    model_name: str
+    version: str
+    run_id: str
+    decision: str  # the alias the gate gave: ALIAS_CHAMPION or ALIAS_CHALLENGER
+    reason: str
+    onnx: bool
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> TrainingResult:
+        try:
+            data = json.loads(text)
+            return cls(
+                model_name=str(data["model_name"]),
+                version=str(data["version"]),
+                run_id=str(data["run_id"]),
+                decision=str(data["decision"]),
+                reason=str(data["reason"]),
+                onnx=bool(data["onnx"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ManifestError(f"training result is malformed: {exc!r}") from exc

@@ -89,6 +89,50 @@ def load_dataset(
 
 
 def _load_csv(path: Path, target: str) -> Dataset:
+    frame, names = _read_frame(path)
+    if target not in names:
+        raise DatasetError(
+            f"target column {target!r} is not in the CSV (columns: {', '.join(names)})"
+        )
+    feature_names = [n for n in names if n != target]
+    if not feature_names:
+        raise DatasetError("the CSV file has no feature columns besides the target")
+    features = _numeric(frame, feature_names)
+    labels = frame[target].str.strip().rename(target)
+    return Dataset(path.stem, features, labels, target, _content_hash(features, labels))
+
+
+def load_sample(
+    path: Path, features: tuple[str, ...], target: str | None
+) -> tuple[pd.DataFrame, pd.Series | None, str]:
+    """A CSV of rows for an existing model: its `features` (any column order) and, when
+    `target` is given, that label column. Returns the features in `features` order, the
+    labels (or None) and the content hash. Raises DatasetError naming the column or line."""
+    frame, names = _read_frame(path)
+    if target is not None and target not in names:
+        raise DatasetError(
+            f"target column {target!r} is not in the CSV (columns: {', '.join(names)})"
+        )
+    missing = [f for f in features if f not in names]
+    if missing:
+        raise DatasetError(
+            f"the CSV lacks the model's feature columns {', '.join(map(repr, missing))} "
+            f"(the signature names {', '.join(map(repr, features))})"
+        )
+    extra = [n for n in names if n not in features and n != target]
+    if extra:
+        hint = "" if target is not None else "; if one is the label column, pass --target NAME"
+        raise DatasetError(
+            f"the CSV has columns the model does not take: {', '.join(map(repr, extra))}{hint}"
+        )
+    x = _numeric(frame, list(features))
+    labels = frame[target].str.strip().rename(target) if target is not None else None
+    digest = _content_hash(x, labels if labels is not None else pd.Series([], dtype=str))
+    return x, labels, digest
+
+
+def _read_frame(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """The CSV as strings, every column named and without missing values."""
     if not path.is_file():
         raise DatasetError(f"CSV file {str(path)!r} does not exist")
     try:
@@ -104,10 +148,6 @@ def _load_csv(path: Path, target: str) -> Dataset:
         raise DatasetError(f"duplicate column names: {', '.join(map(repr, duplicates))}")
     if any(not n for n in names):
         raise DatasetError(f"column {names.index('') + 1} has an empty name")
-    if target not in names:
-        raise DatasetError(
-            f"target column {target!r} is not in the CSV (columns: {', '.join(names)})"
-        )
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except (ValueError, pd.errors.ParserError) as exc:
@@ -115,10 +155,6 @@ def _load_csv(path: Path, target: str) -> Dataset:
     frame.columns = names
     if len(frame) == 0:
         raise DatasetError("the CSV file has a header but no data rows")
-    feature_names = [n for n in names if n != target]
-    if not feature_names:
-        raise DatasetError("the CSV file has no feature columns besides the target")
-
     for column in names:
         missing = frame.index[frame[column].str.strip() == ""].tolist()
         if missing:
@@ -127,8 +163,12 @@ def _load_csv(path: Path, target: str) -> Dataset:
             raise DatasetError(
                 f"column {column!r} has {len(missing)} missing values (lines {rows}{more})"
             )
+    return frame, names
+
+
+def _numeric(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     features = pd.DataFrame(index=frame.index)
-    for column in feature_names:
+    for column in columns:
         values = pd.to_numeric(frame[column], errors="coerce")
         bad = frame.index[values.isna()].tolist()
         if bad:
@@ -140,8 +180,7 @@ def _load_csv(path: Path, target: str) -> Dataset:
         if not np.isfinite(values.to_numpy()).all():
             raise DatasetError(f"column {column!r} has infinite values")
         features[column] = values.astype(np.float64)
-    labels = frame[target].str.strip().rename(target)
-    return Dataset(path.stem, features, labels, target, _content_hash(features, labels))
+    return features
 
 
 def check_class_counts(labels: pd.Series, test_size: float, cv_folds: int) -> None:

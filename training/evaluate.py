@@ -41,7 +41,7 @@ def held_out_metrics(
         metrics["roc_auc_ovr"] = roc_auc_score(
             y_true, probabilities, multi_class="ovr", labels=classes
         )
-    assert set(metrics) == set(contract.METRIC_DIRECTIONS)
+    assert set(metrics) == set(contract.METRICS)
     return {name: float(value) for name, value in metrics.items()}
 
 

@@ -39,7 +39,7 @@ def decide(
     "Beats" is strict: an equal score keeps the current champion. `force` promotes past an
     incomparable champion (different signature or classes) but never past the floor.
     """
-    higher_better = contract.METRIC_DIRECTIONS[metric]
+    higher_better = contract.METRICS[metric].higher_is_better
     clears = score >= floor if higher_better else score <= floor
     if not clears:
         word = "below" if higher_better else "above"

@@ -14,9 +14,9 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from training import contract
+from training import contract, mlmodel
 from training.evaluate import held_out_metrics
-from training.gate import ChampionScore
+from training.gate import ChampionScore, Decision, decide
 
 
 class MlflowUnavailable(Exception):
@@ -80,6 +80,37 @@ def read_manifest(client: MlflowClient, name: str, version: str) -> contract.Man
         return contract.Manifest.from_json(Path(local).read_text())
 
 
+def version_files(client: MlflowClient, name: str, version: str) -> mlmodel.ModelFiles:
+    """What a version's MLmodel says (features from its signature). Raises Unservable."""
+    import mlflow.artifacts
+
+    root = client.get_model_version_download_uri(name, version).rstrip("/")
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"{root}/{contract.MLMODEL_FILE}", dst_path=tmp
+        )
+        return mlmodel.read_mlmodel(Path(local).read_bytes())
+
+
+def version_probabilities(
+    client: MlflowClient, name: str, version: str, x: pd.DataFrame
+) -> tuple[np.ndarray, list[str]]:
+    """Class probabilities of any servable version on `x` (its features, in signature order)
+    and the classes of the columns, loaded as the service loads it (skops types limited to
+    scikit-learn, numpy and scipy; pickle allowed, as MLflow's own loader would)."""
+    import mlflow.artifacts
+
+    from app.predictors import DEFAULT_TRUSTED_TYPES, Trust, load_predictor
+
+    root = client.get_model_version_download_uri(name, version).rstrip("/")
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(mlflow.artifacts.download_artifacts(artifact_uri=root, dst_path=tmp))
+        files = mlmodel.read_mlmodel((directory / contract.MLMODEL_FILE).read_bytes())
+        predictor = load_predictor(directory, files, Trust(DEFAULT_TRUSTED_TYPES, True))
+        rows = np.ascontiguousarray(x[list(files.features)].to_numpy(dtype=np.float32))
+        return predictor.predict_proba(rows), list(predictor.classes)
+
+
 def score_champion(
     client: MlflowClient,
     name: str,
@@ -87,38 +118,104 @@ def score_champion(
     x_test: pd.DataFrame,
     y_test: np.ndarray,
     classes: list[str],
+    exclude: str | None = None,
 ) -> ChampionScore | None:
-    """The current champion's `metric` on this round's held-out data, or why it has none."""
+    """The current champion's `metric` on this held-out data, or why it has none. None when
+    there is no champion (or it is `exclude`, the version being gated)."""
     champion = alias_version(client, name, contract.ALIAS_CHAMPION)
-    if champion is None:
+    if champion is None or str(champion.version) == exclude:
         return None
     version = str(champion.version)
     try:
-        manifest = read_manifest(client, name, version)
+        files = version_files(client, name, version)
     except (MlflowException, OSError, contract.ManifestError) as exc:
-        return ChampionScore(version, None, f"its manifest cannot be read ({exc})")
+        return ChampionScore(version, None, f"its MLmodel cannot be read ({exc})")
     features = [str(c) for c in x_test.columns]
-    if list(manifest.features) != features:
+    if list(files.features) != features:
         return ChampionScore(
             version,
             None,
-            f"signature differs: champion features {list(manifest.features)}, "
-            f"new features {features}",
+            f"signature differs: champion features {list(files.features)}, new features {features}",
         )
-    if sorted(manifest.classes) != sorted(classes):
+    try:
+        proba, champion_classes = version_probabilities(client, name, version, x_test)
+    except Exception as exc:  # a champion that no longer loads cannot be compared
+        return ChampionScore(version, None, f"it does not load ({exc})")
+    if sorted(champion_classes) != sorted(classes):
         return ChampionScore(
             version,
             None,
-            f"classes differ: champion {list(manifest.classes)}, new {classes}",
+            f"classes differ: champion {champion_classes}, new {classes}",
         )
-    import mlflow.sklearn
-
-    model = mlflow.sklearn.load_model(f"models:/{name}/{version}")
-    proba = model.predict_proba(x_test.to_numpy(dtype=np.float32))
     # Reorder the champion's probability columns into this round's class order.
-    order = [list(manifest.classes).index(c) for c in classes]
+    order = [champion_classes.index(c) for c in classes]
     metrics = held_out_metrics(y_test, proba[:, order], classes)
     return ChampionScore(version, metrics[metric])
+
+
+def previous_tag(alias: str) -> str:
+    """The version tag recording which version held `alias` before it moved to this one."""
+    return f"{contract.TAG_PREVIOUS_HOLDER_PREFIX}{alias}"
+
+
+def move_alias(client: MlflowClient, name: str, alias: str, version: str) -> str | None:
+    """Point `alias` of `name` at `version`, recording the previous holder on `version` (the
+    tag rollback reads). Returns the previous holder. The alias moves last; when setting it
+    fails, the tag is put back as it was. Callers check compatibility before calling."""
+    current = alias_version(client, name, alias)
+    previous = None if current is None else str(current.version)
+    if previous == version:
+        return previous
+    tag = previous_tag(alias)
+    recorded = (client.get_model_version(name, version).tags or {}).get(tag)
+    _record(client, name, version, tag, previous, recorded)
+    try:
+        client.set_registered_model_alias(name, alias, version)
+    except Exception:
+        _record(client, name, version, tag, recorded, previous)  # leave it as it was
+        raise
+    return previous
+
+
+def _record(
+    client: MlflowClient, name: str, version: str, tag: str, value: str | None, now: str | None
+) -> None:
+    """Set `tag` to `value` (it is `now`); None removes it: a stale record of an earlier
+    holder would make rollback jump back to that one."""
+    if value is not None:
+        client.set_model_version_tag(name, version, tag, value)
+    elif now is not None:
+        client.delete_model_version_tag(name, version, tag)
+
+
+def apply_gate(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    metric: str,
+    score: float,
+    champion: ChampionScore | None,
+    margin: float,
+    floor: float,
+    force: bool,
+) -> Decision:
+    """Decide champion or challenger for `version`, tag the version with the decision and
+    its reason, then move the alias: what the round, `mlstack gate` and `log_classifier` do."""
+    decision = decide(metric, score, champion, margin, floor, force)
+    tags = {
+        contract.TAG_GATE_DECISION: decision.alias,
+        contract.TAG_GATE_REASON: decision.reason,
+        contract.TAG_GATE_METRIC: metric,
+        contract.TAG_GATE_SCORE: f"{score:.6f}",
+    }
+    if champion is not None:
+        tags[contract.TAG_GATE_CHAMPION_VERSION] = champion.version
+        if champion.score is not None:
+            tags[contract.TAG_GATE_CHAMPION_SCORE] = f"{champion.score:.6f}"
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    move_alias(client, name, decision.alias, version)
+    return decision
 
 
 def register(name: str, model_uri: str, tags: dict[str, str]) -> ModelVersion:
@@ -149,3 +246,46 @@ def registry_state(client: MlflowClient, name: str) -> list[dict[str, str]]:
             }
         )
     return rows
+
+
+def gate_version(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    data: Path,
+    target: str,
+    metric: str,
+    margin: float,
+    floor: float,
+    force: bool,
+) -> tuple[Decision, float, ChampionScore | None]:
+    """Run the round's quality gate for an existing version on the held-out CSV `data`.
+
+    Scores the version and the current champion on the same rows, tags the version and moves
+    the alias exactly as the round does (apply_gate). Raises DatasetError naming the column
+    or line, contract.ManifestError for an unservable version."""
+    from training.data import DatasetError, load_sample
+
+    files = version_files(client, name, version)
+    x, labels, _ = load_sample(data, files.features, target)
+    assert labels is not None
+    proba, classes = version_probabilities(client, name, version, x)
+    unknown = sorted(set(labels) - set(classes))
+    if unknown:
+        raise DatasetError(
+            f"column {target!r} holds labels {name} v{version} does not know: {unknown} "
+            f"(its classes: {classes})"
+        )
+    ordered = sorted(classes)
+    proba = proba[:, [classes.index(c) for c in ordered]]
+    try:
+        score = held_out_metrics(labels.to_numpy(), proba, ordered)[metric]
+    except ValueError as exc:  # e.g. a class with no row: roc_auc_ovr is undefined
+        raise DatasetError(
+            f"column {target!r}: the gate metrics cannot be computed ({exc})"
+        ) from exc
+    champion = score_champion(
+        client, name, metric, x, labels.to_numpy(), ordered, exclude=str(version)
+    )
+    decision = apply_gate(client, name, str(version), metric, score, champion, margin, floor, force)
+    return decision, score, champion

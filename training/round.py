@@ -16,22 +16,13 @@ import numpy as np
 
 from training import contract
 from training.candidates import build
-from training.data import Dataset, load_dataset, split
-from training.evaluate import baseline_statistics, held_out_metrics, write_confusion
-from training.gate import Decision, decide
-from training.onnx_export import OnnxResult, export
-from training.registry import register, score_champion, wait_for_mlflow
+from training.data import load_dataset, split
+from training.evaluate import held_out_metrics, write_confusion
+from training.gate import Decision
+from training.onnx_export import OnnxResult
+from training.publish import publish
+from training.registry import wait_for_mlflow
 from training.settings import TrainingSettings
-
-# sklearn's scorer name for each held-out metric, for the cross-validated search.
-_SCORERS = {
-    "accuracy": "accuracy",
-    "f1_macro": "f1_macro",
-    "precision_macro": "precision_macro",
-    "recall_macro": "recall_macro",
-    "roc_auc_ovr": "roc_auc_ovr",
-    "log_loss": "neg_log_loss",
-}
 
 
 @dataclass(frozen=True)
@@ -149,7 +140,7 @@ def run_round(
             )
         # Select on cross-validation (training data only); the held-out split stays unbiased
         # for the gate. The first family listed wins a tie.
-        sign = 1.0 if contract.METRIC_DIRECTIONS[settings.metric] else -1.0
+        sign = 1.0 if contract.METRICS[settings.metric].higher_is_better else -1.0
         winner = max(results, key=lambda r: sign * r.cv_mean)
         mlflow.set_tag(contract.TAG_CANDIDATE, winner.family)
         mlflow.log_metrics(
@@ -163,56 +154,35 @@ def run_round(
             }
         )
 
-        onnx = (
-            export(winner.model, data.x_test.to_numpy(), classes, workdir, settings.onnx_tolerance)
-            if settings.onnx
-            else OnnxResult(None, "disabled by settings")
-        )
-        _say(out, f"onnx: {'exported' if onnx.path else 'not exported'} ({onnx.reason})")
-        model_info = _log_model(winner, dataset, data.x_train, classes, onnx, workdir)
-
-        champion = score_champion(
-            client, settings.model_name, settings.metric, data.x_test, data.y_test, classes
-        )
-        score = winner.metrics[settings.metric]
-        decision = decide(
-            settings.metric, score, champion, settings.margin, settings.min_score, settings.force
-        )
-        version_tags = {
-            **common_tags,
-            contract.TAG_CANDIDATE: winner.family,
-            contract.TAG_ONNX: str(onnx.path is not None).lower(),
-            contract.TAG_ONNX_REASON: onnx.reason,
-            contract.TAG_GATE_DECISION: decision.alias,
-            contract.TAG_GATE_REASON: decision.reason,
-            contract.TAG_GATE_METRIC: settings.metric,
-            contract.TAG_GATE_SCORE: f"{score:.6f}",
-        }
-        if onnx.max_abs_diff is not None:
-            version_tags[contract.TAG_ONNX_MAX_ABS_DIFF] = f"{onnx.max_abs_diff:.3g}"
-            version_tags[contract.TAG_ONNX_LABEL_MISMATCHES] = str(onnx.label_mismatches)
-        if champion is not None:
-            version_tags[contract.TAG_GATE_CHAMPION_VERSION] = champion.version
-            if champion.score is not None:
-                version_tags[contract.TAG_GATE_CHAMPION_SCORE] = f"{champion.score:.6f}"
-            if decision.promoted:
-                version_tags[contract.TAG_PREVIOUS_CHAMPION] = champion.version
-        model_version = register(settings.model_name, model_info.model_uri, version_tags)
-        mlflow.set_tags(
-            {contract.TAG_GATE_DECISION: decision.alias, contract.TAG_GATE_REASON: decision.reason}
-        )
-        # The alias moves last: every failure above leaves the registry's pointers alone.
-        client.set_registered_model_alias(
-            settings.model_name, decision.alias, str(model_version.version)
+        published = publish(
+            client,
+            winner.model,
+            model_name=settings.model_name,
+            classes=classes,
+            x_train=data.x_train,
+            x_test=data.x_test,
+            y_test=data.y_test,
+            metrics=winner.metrics,
+            dataset_name=dataset.name,
+            dataset_sha256=dataset.sha256,
+            tags={**common_tags, contract.TAG_CANDIDATE: winner.family},
+            metric=settings.metric,
+            margin=settings.margin,
+            min_score=settings.min_score,
+            force=settings.force,
+            onnx=settings.onnx,
+            onnx_tolerance=settings.onnx_tolerance,
+            workdir=workdir,
+            say=lambda line: _say(out, line),
         )
 
     return RoundResult(
         parent.info.run_id,
         experiment.experiment_id,
         winner,
-        str(model_version.version),
-        decision,
-        onnx,
+        published.version,
+        published.decision,
+        published.onnx,
         results,
         time.monotonic() - started,
     )
@@ -242,7 +212,7 @@ def _search(
         search = GridSearchCV(
             candidate.estimator,
             candidate.grid,
-            scoring=_SCORERS[settings.metric],
+            scoring=contract.METRICS[settings.metric].scorer,
             cv=StratifiedKFold(settings.cv_folds, shuffle=True, random_state=settings.seed),
             refit=True,
             n_jobs=1,
@@ -252,7 +222,7 @@ def _search(
         search.fit(data.x_train.to_numpy(), data.y_train)
         fit_seconds = time.perf_counter() - started
         index = search.best_index_
-        sign = 1.0 if contract.METRIC_DIRECTIONS[settings.metric] else -1.0
+        sign = 1.0 if contract.METRICS[settings.metric].higher_is_better else -1.0
         cv_mean = sign * float(search.cv_results_["mean_test_score"][index])
         cv_std = float(search.cv_results_["std_test_score"][index])
         model = search.best_estimator_
@@ -287,57 +257,6 @@ def _proba_in_order(model: Any, x: np.ndarray, classes: list[str]) -> np.ndarray
     proba = np.asarray(model.predict_proba(x))
     order = [list(map(str, model.classes_)).index(c) for c in classes]
     return proba[:, order]
-
-
-def _log_model(
-    winner: CandidateResult,
-    dataset: Dataset,
-    x_train: Any,
-    classes: list[str],
-    onnx: OnnxResult,
-    workdir: Path,
-) -> Any:
-    import mlflow.sklearn
-    import sklearn
-    import skops
-    import skops.io
-    from mlflow.models import infer_signature
-
-    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(winner.model))
-    manifest = contract.Manifest(
-        features=tuple(dataset.feature_names),
-        classes=tuple(classes),
-        sklearn_file="model.skops",
-        sklearn_format="skops",
-        skops_trusted_types=tuple(trusted),
-        onnx=onnx.path is not None,
-        metrics={f"{contract.TEST_METRIC_PREFIX}{k}": v for k, v in winner.metrics.items()},
-        dataset=dataset.name,
-        dataset_sha256=dataset.sha256,
-    )
-    files = workdir / "model-files"
-    files.mkdir()
-    (files / Path(contract.MANIFEST_FILE).name).write_text(manifest.to_json())
-    (files / Path(contract.BASELINE_FILE).name).write_text(
-        contract.baseline_to_json(baseline_statistics(x_train))
-    )
-    extra = [str(p) for p in sorted(files.iterdir())]
-    if onnx.path is not None:
-        extra.append(str(onnx.path))
-    example = x_train.head(3)
-    signature = infer_signature(example, _proba_in_order(winner.model, example.to_numpy(), classes))
-    return mlflow.sklearn.log_model(
-        winner.model,
-        name="model",
-        signature=signature,
-        input_example=example,
-        pyfunc_predict_fn="predict_proba",
-        metadata={"classes": classes},
-        extra_files=extra,
-        pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"skops=={skops.__version__}"],
-        serialization_format="skops",
-        skops_trusted_types=trusted,
-    )
 
 
 def _say(out: TextIO, line: str) -> None:

@@ -53,6 +53,11 @@ class TrainingSettings(BaseSettings):
     code_version: str | None = Field(
         None, description="Code version tag (default: git commit, else package version)."
     )
+    result_file: Path | None = Field(
+        None,
+        description="Write the round's result (version, run, gate decision) as JSON to this "
+        "file; in the cluster the chart sets /dev/termination-log.",
+    )
 
     @field_validator("candidates", mode="before")
     @classmethod

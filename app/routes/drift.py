@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from app.deps import ApiKeyDep, SettingsDep, StoreDep
-from app.errors import NotReady
+from app.errors import NoBaseline, NotReady
 
 router = APIRouter()
 
@@ -32,6 +32,12 @@ async def drift_report(store: StoreDep, settings: SettingsDep, _: ApiKeyDep) -> 
     if model is None:
         raise NotReady("no model is loaded yet")
     window = model.drift
+    if window is None:
+        raise NoBaseline(
+            f"{model.ref.name} v{model.version} has no drift baseline: add one with "
+            f"`mlstack adopt {model.ref.name} {model.version} --data sample.csv` (a CSV of "
+            "representative inputs); the service reports drift from its next poll"
+        )
     enough = window.count >= settings.drift_min_rows
     values = window.psi() if enough else {}
     return DriftReport(

@@ -25,14 +25,20 @@ async def readyz(store: StoreDep) -> JSONResponse:
             {"status": "not ready", "reason": store.last_error or "no model loaded yet"},
             status_code=503,
         )
-    return JSONResponse({"status": "ready", "model_version": model.version})
+    body: dict[str, object] = {"status": "ready", "model_version": model.version}
+    if store.refused is not None:
+        # The alias points elsewhere, at a version that was refused: the live one serves on.
+        version, reason = store.refused
+        body["refused"] = {"version": version, "reason": reason}
+    return JSONResponse(body)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def prometheus_metrics(store: StoreDep, settings: SettingsDep) -> Response:
     model = store.current
-    if model is not None:
-        # Drift is computed here, once per scrape, to keep it off the request path.
+    if model is not None and model.drift is not None:
+        # Drift is computed here, once per scrape, to keep it off the request path. Without a
+        # baseline the drift metrics are absent, not zero.
         metrics.DRIFT_WINDOW_ROWS.set(model.drift.count)
         if model.drift.count >= settings.drift_min_rows:
             for feature, value in model.drift.psi().items():

@@ -21,8 +21,9 @@ class ModelDescription(BaseModel):
     features: list[str]
     classes: list[str]
     metrics: dict[str, float]
-    dataset: str
-    dataset_sha256: str
+    dataset: str | None  # None: the version carries none of mlstack's extras
+    dataset_sha256: str | None
+    drift_baseline: bool
     loaded_at: float
 
 
@@ -31,6 +32,7 @@ async def describe_model(store: StoreDep, _: ApiKeyDep) -> ModelDescription:
     model = store.current
     if model is None:
         raise NotReady("no model is loaded yet")
+    manifest = model.manifest
     return ModelDescription(
         name=model.ref.name,
         alias=model.ref.alias,
@@ -38,10 +40,11 @@ async def describe_model(store: StoreDep, _: ApiKeyDep) -> ModelDescription:
         run_id=model.ref.run_id,
         source=model.ref.source,
         predictor=model.predictor.kind,
-        features=list(model.manifest.features),
-        classes=list(model.manifest.classes),
-        metrics={**model.manifest.metrics, **model.run_metrics},
-        dataset=model.manifest.dataset,
-        dataset_sha256=model.manifest.dataset_sha256,
+        features=list(model.features),
+        classes=list(model.class_names),
+        metrics={**(manifest.metrics if manifest else {}), **model.run_metrics},
+        dataset=manifest.dataset if manifest else None,
+        dataset_sha256=manifest.dataset_sha256 if manifest else None,
+        drift_baseline=model.drift is not None,
         loaded_at=model.loaded_at,
     )

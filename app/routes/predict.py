@@ -45,7 +45,7 @@ class PredictEndpoint:
             if model is None:
                 raise NotReady("no model is loaded yet")
             context["model_version"] = model.version
-            rows, form = to_rows(decode(body), model.manifest.features, self.max_rows)
+            rows, form = to_rows(decode(body), model.features, self.max_rows)
             proba = model.predictor.predict_proba(rows)
         except ServiceError as exc:
             context["error"] = str(exc)
@@ -58,7 +58,7 @@ class PredictEndpoint:
             return
 
         top = proba.argmax(axis=1).tolist()
-        classes = model.manifest.classes
+        classes = model.class_names
         if len(top) == 1:  # the common case, without numpy calls on a one-row array
             confidence = [float(proba[0, top[0]])]
             model.class_counters[top[0]].inc()
@@ -70,7 +70,8 @@ class PredictEndpoint:
             best = proba[np.arange(len(top)), top]
             observe_many(model.confidence, best)
             confidence = best.tolist()
-        model.drift.add(rows)
+        if model.drift is not None:
+            model.drift.add(rows)
         labels = [classes[i] for i in top]
         if form == SPLIT:
             # Columnar in, columnar out: the compact batch form skips per-row objects.

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import pathlib
+import tempfile
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path
+from fastapi import APIRouter, Body, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
 
 from control import registry
-from control.deps import ApiKeyDep, CallerDep, ClientDep
-from control.schemas import AliasChange, AliasMove, ModelDetail, ModelSummary, Rollback
+from control.deps import ApiKeyDep, CallerDep, ClientDep, SettingsDep, read_body
+from control.errors import InvalidInput
+from control.schemas import (
+    Adoption,
+    AliasChange,
+    AliasMove,
+    ModelDetail,
+    ModelSummary,
+    Rollback,
+)
 
 router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[ApiKeyDep])
 
@@ -55,3 +66,31 @@ def rollback(
     name: Name, client: ClientDep, by: CallerDep, body: Annotated[Rollback | None, Body()] = None
 ) -> AliasChange:
     return registry.rollback(client, name, (body or Rollback()).alias, by)
+
+
+@router.post(
+    "/{name}/versions/{version}/adopt",
+    response_model=Adoption,
+    summary="Give a version mlstack's extras (ONNX export on parity, drift baseline, manifest)",
+    description="The body is a CSV of sample rows with the version's feature columns (and the "
+    "`target` column, when given, for the metrics). Idempotent; the model files never change.",
+    responses={
+        404: {"description": "No such model or version"},
+        422: {"description": "The version cannot be served, or the rows are unfit (named)"},
+    },
+)
+async def adopt(
+    name: Name,
+    version: Annotated[str, Path(min_length=1, max_length=32)],
+    request: Request,
+    client: ClientDep,
+    settings: SettingsDep,
+    target: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
+) -> Adoption:
+    body = await read_body(request, settings.max_body_bytes)
+    if not body.strip():
+        raise InvalidInput("body: send the sample rows as CSV (text/csv)")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = pathlib.Path(tmp) / "sample.csv"
+        data.write_bytes(body)
+        return await run_in_threadpool(registry.adopt, client, name, version, data, target)

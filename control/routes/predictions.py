@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from control import metrics
-from control.deps import ApiKeyDep, LogDep, SettingsDep
+from control.deps import ApiKeyDep, LogDep, SettingsDep, read_body
 from control.errors import InvalidInput, MalformedJson, PayloadTooLarge, describe
 from control.schemas import Accepted, PredictionBatch, PredictionPage, PredictionQuery
 
@@ -36,25 +36,6 @@ def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
     return dict(walk(schema))
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(
-            f"body of {declared} bytes is over the limit of {limit} bytes "
-            "(MLSTACK_CONTROL_MAX_BODY_BYTES)"
-        )
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(
-                f"body is over the limit of {limit} bytes (MLSTACK_CONTROL_MAX_BODY_BYTES)"
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 @router.post(
     "",
     status_code=202,
@@ -72,7 +53,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 )
 async def ingest(request: Request, store: LogDep, settings: SettingsDep) -> JSONResponse:
     try:
-        body = await _read_body(request, settings.max_body_bytes)
+        body = await read_body(request, settings.max_body_bytes)
     except PayloadTooLarge:
         metrics.BATCHES.labels("too_large").inc()
         raise

@@ -1,14 +1,17 @@
-"""The Dockerfile builds with the classic builder and ends in two non-root targets."""
+"""The Dockerfile builds with the classic builder and ends in two non-root targets; so does the
+end-to-end suite's user training image."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
 from tests.chart.helm import REPO
 
 DOCKERFILE = (REPO / "Dockerfile").read_text()
+USER_TRAINING_DOCKERFILE = REPO / "tests" / "e2e" / "user_training" / "Dockerfile"
 LINES = [line for line in DOCKERFILE.splitlines() if line and not line.startswith("#")]
 
 
@@ -28,9 +31,27 @@ def _stages() -> dict[str, list[str]]:
 @pytest.mark.parametrize(
     "buildkit_only", ["RUN --mount", "COPY --chmod", "COPY --link", "ADD --chmod", "<<EOF"]
 )
-def test_no_buildkit_only_syntax(buildkit_only: str) -> None:
-    assert buildkit_only not in DOCKERFILE
-    assert not DOCKERFILE.startswith("# syntax=")
+@pytest.mark.parametrize(
+    "dockerfile", [REPO / "Dockerfile", USER_TRAINING_DOCKERFILE], ids=["platform", "user"]
+)
+def test_no_buildkit_only_syntax(dockerfile: Path, buildkit_only: str) -> None:
+    text = dockerfile.read_text()
+    assert buildkit_only not in text
+    assert not text.startswith("# syntax=")
+
+
+def test_user_training_image_is_the_platform_image_plus_a_script_outside_tmp() -> None:
+    """The chart mounts an emptyDir on /tmp (the platform image's WORKDIR): code there is hidden."""
+    lines = [
+        line
+        for line in USER_TRAINING_DOCKERFILE.read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert lines[0].startswith("ARG PLATFORM_IMAGE=mlstack-platform:")
+    assert lines[1] == "FROM ${PLATFORM_IMAGE}"
+    workdir = next(line.split()[1] for line in lines if line.startswith("WORKDIR "))
+    assert workdir != "/tmp" and not workdir.startswith("/tmp/")
+    assert next(line for line in lines if line.startswith("USER ")).split()[1] == "10001:10001"
 
 
 def test_base_image_is_a_pinned_build_argument() -> None:

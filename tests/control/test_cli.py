@@ -166,8 +166,11 @@ def test_status_exits_3_when_mlflow_is_unreachable(tmp_path: Path) -> None:
     assert "control plane" in result.stdout and "cluster" in result.stdout
 
 
-def test_train_local_runs_a_round_in_process(mlflow_server: Process) -> None:
+def test_train_local_runs_a_round_in_process_and_writes_its_result(
+    mlflow_server: Process, tmp_path: Path
+) -> None:
     name = f"local-{uuid.uuid4().hex[:8]}"
+    result_file = tmp_path / "result.json"
     result = mlstack(
         "train",
         "--local",
@@ -178,15 +181,27 @@ def test_train_local_runs_a_round_in_process(mlflow_server: Process) -> None:
         name,
         "--candidates",
         "logreg",
+        "--result-file",
+        str(result_file),
         MLFLOW_TRACKING_URI=mlflow_server.url,
     )
     assert result.returncode == 0, result.stderr
-    assert f"registered {name} v1" in result.stdout
+    assert f"registered {name} v1" in result.stdout  # the summary stays, for people
     assert "decision   champion: no champion yet" in result.stdout
     champion = MlflowClient(mlflow_server.url).get_model_version_by_alias(
         name, contract.ALIAS_CHAMPION
     )
     assert str(champion.version) == "1"
+    # What the registry says, as structured data (in the cluster: the termination message).
+    assert contract.TrainingResult.from_json(result_file.read_text()) == contract.TrainingResult(
+        model_name=name,
+        version="1",
+        run_id=champion.run_id,
+        decision=contract.ALIAS_CHAMPION,
+        reason=champion.tags[contract.TAG_GATE_REASON],
+        onnx=champion.tags[contract.TAG_ONNX] == "true",
+    )
+    assert f"/runs/{champion.run_id}" in result.stdout
 
 
 def test_train_local_passes_invalid_training_flags_through_with_status_2() -> None:

@@ -1,4 +1,5 @@
-"""Training parameters become `python -m training` flags; a round's log gives its summary."""
+"""Training parameters become `python -m training` flags; the Job's own settings are not
+parameters."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from control.jobs import (
     ParameterError,
     job_name,
     pick_template,
-    summary_from_log,
     template_from_configmap,
     training_flags,
 )
@@ -54,18 +54,13 @@ def test_every_problem_is_named() -> None:
     assert any(p.startswith("metric: Value error, unknown metric 'speed'") for p in problems)
 
 
-def test_the_summary_comes_from_the_rounds_last_lines() -> None:
-    log = (
-        "dataset iris: 150 rows\n"
-        "registered mlstack-classifier v7\n"
-        "decision   challenger: does not beat champion v6\n"
-        "mlflow ui  http://mlflow:5000/#/experiments/3/runs/0123abcd\n"
-    )
-    summary = summary_from_log(log)
-    assert summary.version == "7" and summary.run_id == "0123abcd"
-    assert summary.decision == "challenger: does not beat champion v6"
-    empty = summary_from_log("error: invalid dataset\n")
-    assert (empty.version, empty.run_id, empty.decision) == (None, None, None)
+@pytest.mark.parametrize(
+    "name", ["tracking_uri", "code_version", "mlflow_timeout_seconds", "result_file"]
+)
+def test_what_belongs_to_the_job_is_not_a_parameter(name: str) -> None:
+    with pytest.raises(ParameterError) as refused:
+        training_flags({name: "/dev/termination-log"})
+    assert refused.value.problems[0].startswith(f"{name}: not a training parameter")
 
 
 def _job(name: str, created: int, requested: bool) -> Any:

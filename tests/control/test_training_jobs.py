@@ -13,9 +13,11 @@ import httpx
 import pytest
 import yaml
 
-from control.jobs import job_state
+from control.jobs import ENTRYPOINT, job_state
 from tests.control.records import AUTH
 from tests.processes import KUBE_BIN, KubeApi, Process, start_control, start_kube_api
+from training import contract
+from training.contract import TrainingResult
 
 RELEASE = "rel"
 CONTROL_USER = "system:serviceaccount:{ns}:mlstack-control"
@@ -39,12 +41,28 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _job(name: str, args: list[str], labels: dict[str, str] | None = None) -> dict[str, Any]:
+RESULT = TrainingResult(
+    model_name=contract.DEFAULT_MODEL_NAME,
+    version="7",
+    run_id="0123abcd",
+    decision=contract.ALIAS_CHALLENGER,
+    reason="does not beat champion v6",
+    onnx=True,
+)
+
+
+def _job(
+    name: str,
+    args: list[str],
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+    command: tuple[str, ...] = ("python", "-m", "training"),
+) -> dict[str, Any]:
     pod_labels = labels if labels is not None else TRAINING
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": name, "labels": pod_labels},
+        "metadata": {"name": name, "labels": pod_labels, "annotations": annotations or {}},
         "spec": {
             "backoffLimit": 0,
             "activeDeadlineSeconds": 900,
@@ -56,7 +74,7 @@ def _job(name: str, args: list[str], labels: dict[str, str] | None = None) -> di
                         {
                             "name": "training",
                             "image": "mlstack-platform:test",
-                            "command": ["python", "-m", "training"],
+                            "command": list(command),
                             "args": args,
                         }
                     ],
@@ -138,6 +156,47 @@ class Cluster:
             status["startTime"] = now
         self.batch.patch_namespaced_job_status(name, namespace, {"status": status})
 
+    def pod(self, namespace: str, job: str) -> str:
+        """A pod of Job `job`, as the Job controller would make it (no kubelet runs it)."""
+        pod = f"{job}-x1"
+        self.core.create_namespaced_pod(
+            namespace,
+            {
+                "metadata": {"name": pod, "labels": {"job-name": job}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "training", "image": "mlstack-platform:test"}],
+                },
+            },
+        )
+        return pod
+
+    def terminate(self, namespace: str, pod: str, exit_code: int, message: str) -> None:
+        """The pod's status as the kubelet reports it once the training container exited,
+        with `message` as its termination message."""
+        now = _now()
+        terminated = {
+            "exitCode": exit_code,
+            "reason": "Completed" if exit_code == 0 else "Error",
+            "message": message,
+            "startedAt": now,
+            "finishedAt": now,
+        }
+        status = {
+            "phase": "Succeeded" if exit_code == 0 else "Failed",
+            "containerStatuses": [
+                {
+                    "name": "training",
+                    "image": "mlstack-platform:test",
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 0,
+                    "state": {"terminated": terminated},
+                }
+            ],
+        }
+        self.core.patch_namespaced_pod_status(pod, namespace, {"status": status})
+
     def fail(self, namespace: str, name: str) -> None:
         now = _now()
         conditions = [
@@ -160,7 +219,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             pytrace=False,
         )
     directory = tmp_path_factory.mktemp("kube")
-    identities = {f"control-{ns}": CONTROL_USER.format(ns=ns) for ns in ("ml", "cm")}
+    identities = {f"control-{ns}": CONTROL_USER.format(ns=ns) for ns in ("ml", "cm", "cu")}
     api = start_kube_api(directory, identities)
     try:
         yield Cluster(api, directory)
@@ -250,25 +309,36 @@ def test_a_training_job_copies_the_template_with_the_flags_and_follows_its_statu
     running = _get(plane, name).json()
     assert running["state"] == "running" and running["started"].endswith("Z")
     assert running["finished"] is None and running["log_tail"] == []
+    assert running["result_missing"] == "the Job has no pod"
 
-    cluster.core.create_namespaced_pod(
-        "ml",
-        {
-            "metadata": {"name": f"{name}-x1", "labels": {"job-name": name}},
-            "spec": {"containers": [{"name": "training", "image": "mlstack-platform:test"}]},
-        },
-    )
+    pod = cluster.pod("ml", name)
+    started = _get(plane, name).json()
+    assert started["registered_version"] is None and started["decision"] is None
+    assert started["result_missing"] == f"container 'training' of pod {pod} has not finished"
+
+    cluster.terminate("ml", pod, 0, RESULT.to_json() + "\n")
     cluster.succeed("ml", name)
     done = _get(plane, name).json()
     assert done["state"] == "succeeded" and done["finished"] is not None
-    # The pod never ran (no kubelet): no log yet, so nothing is made up.
-    assert done["registered_version"] is None and done["decision"] is None
+    assert (done["mlflow_run_id"], done["registered_version"]) == ("0123abcd", "7")
+    assert (done["decision"], done["reason"]) == ("challenger", "does not beat champion v6")
+    assert done["result_missing"] is None
 
     again = _post(plane, {"seed": 7})
     assert again.status_code == 201, again.text
+    failed_pod = cluster.pod("ml", again.json()["id"])
+    # FallbackToLogsOnError: a failed container's termination message is the end of its log.
+    log_end = "registered mlstack-classifier v8\ndecision   champion: no champion yet\n"
+    cluster.terminate("ml", failed_pod, 2, log_end)
     cluster.fail("ml", again.json()["id"])
     failed = _get(plane, again.json()["id"]).json()
     assert failed["state"] == "failed" and failed["finished"] is not None
+    # Printed lines are not read: no result, and the answer says why.
+    assert failed["registered_version"] is None and failed["decision"] is None
+    assert failed["result_missing"] == (
+        f"the termination message of container 'training' of pod {failed_pod} is not a "
+        "training result (exit code 2; a failed container's message is the end of its log)"
+    )
 
     listed = [j["id"] for j in _get(plane).json()]
     assert listed[:2] == [again.json()["id"], name]
@@ -336,6 +406,57 @@ def test_the_template_can_come_from_the_charts_configmap(cluster: Cluster) -> No
         ]
     finally:
         plane.stop()
+
+
+@pytest.fixture(scope="module")
+def custom_plane(cluster: Cluster) -> Iterator[Process]:
+    """A control plane in namespace `cu`, whose template runs the user's own command."""
+    cluster.namespace("cu")
+    template = _job(
+        f"{RELEASE}-train-template",
+        ["--epochs", "3"],
+        annotations={ENTRYPOINT: "custom"},
+        command=("python", "my_training.py"),
+    )
+    cluster.core.create_namespaced_config_map(
+        "cu",
+        {
+            "metadata": {"name": TEMPLATE_CONFIGMAP},
+            "data": {"job.yaml": yaml.safe_dump(template)},
+        },
+    )
+    process = cluster.control_plane(
+        "cu", MLSTACK_CONTROL_TRAINING_TEMPLATE_CONFIGMAP=TEMPLATE_CONFIGMAP
+    )
+    yield process
+    process.stop()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"seed": 7}, {"candidates": ["nope"]}, {"epochs": 5}],
+    ids=["a round parameter", "an invalid round parameter", "the command's own flag"],
+)
+def test_a_custom_command_template_refuses_round_parameters(
+    custom_plane: Process, cluster: Cluster, body: dict[str, Any]
+) -> None:
+    response = _post(custom_plane, body)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert "template runs a custom command (mlstack.io/training-entrypoint: custom)" in detail
+    assert "it takes no training parameters, only its own arguments verbatim" in detail
+    assert cluster.batch.list_namespaced_job("cu").items == []
+
+
+def test_a_custom_command_template_runs_as_it_is_without_parameters(
+    custom_plane: Process, cluster: Cluster
+) -> None:
+    created = _post(custom_plane, {})
+    assert created.status_code == 201, created.text
+    job = cluster.batch.read_namespaced_job(created.json()["id"], "cu")
+    container = job.spec.template.spec.containers[0]
+    assert (container.command, container.args) == (["python", "my_training.py"], ["--epochs", "3"])
+    assert job.metadata.annotations[ENTRYPOINT] == "custom"
 
 
 def test_without_a_cluster_training_jobs_answer_503(key_file: Path, tmp_path: Path) -> None:
@@ -455,19 +576,82 @@ def test_mlstack_train_copies_the_charts_configmap_found_by_its_labels(cluster: 
     assert job.metadata.labels["app.kubernetes.io/instance"] == RELEASE
 
 
+def _publish_template(cluster: Cluster, namespace: str, template: dict[str, Any]) -> None:
+    """The template ConfigMap the chart publishes, found by its labels."""
+    cluster.core.create_namespaced_config_map(
+        namespace,
+        {
+            "metadata": {"name": TEMPLATE_CONFIGMAP, "labels": TRAINING},
+            "data": {"job.yaml": yaml.safe_dump(template)},
+        },
+    )
+
+
 @pytest.mark.parametrize(
-    ("namespace", "flags", "message"),
+    ("namespace", "annotations", "flags", "message"),
     [
-        ("bad-value", ["--min-score", "high"], "min_score"),
-        ("bad-flag", ["--no-such-flag"], "--no-such-flag"),
+        ("bad-value", {}, ["--min-score", "high"], "min_score"),
+        ("bad-flag", {}, ["--no-such-flag"], "--no-such-flag"),
+        ("bad-flag-round", {ENTRYPOINT: "round"}, ["--no-such-flag"], "--no-such-flag"),
     ],
 )
 def test_mlstack_train_refuses_bad_flags_before_any_job_exists(
-    cluster: Cluster, namespace: str, flags: list[str], message: str
+    cluster: Cluster, namespace: str, annotations: dict[str, str], flags: list[str], message: str
 ) -> None:
     cluster.namespace(namespace)
+    _publish_template(cluster, namespace, _job(f"{RELEASE}-train", [], annotations=annotations))
     before = cluster.batch.list_namespaced_job(namespace).items
     result = _mlstack_train(cluster, namespace, *flags)
     assert result.returncode == 2
     assert message in result.stderr
     assert cluster.batch.list_namespaced_job(namespace).items == before
+
+
+def test_mlstack_train_passes_a_custom_commands_arguments_verbatim(cluster: Cluster) -> None:
+    cluster.namespace("cli-custom")
+    template = _job(
+        f"{RELEASE}-train", ["--epochs", "3"], annotations={ENTRYPOINT: "custom"}, command=("t",)
+    )
+    _publish_template(cluster, "cli-custom", template)
+    result = _mlstack_train(cluster, "cli-custom", "--lr=0.1", "--no-such-flag", "x")
+    assert result.returncode == 0, result.stderr
+    name = result.stdout.split("created job ", 1)[1].split()[0]
+    job = cluster.batch.read_namespaced_job(name, "cli-custom")
+    assert job.spec.template.spec.containers[0].args == [
+        "--epochs",
+        "3",
+        "--lr=0.1",
+        "--no-such-flag",
+        "x",
+    ]
+
+
+def test_mlstack_train_reports_the_gate_from_the_jobs_termination_message(
+    cluster: Cluster,
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    cluster.namespace("cli-follow")
+    _publish_template(cluster, "cli-follow", _job(f"{RELEASE}-train", []))
+    kubeconfig = cluster.api.kubeconfig(cluster.directory / "as-admin", "admin", "cli-follow")
+    with subprocess.Popen(
+        [sys.executable, "-m", "control", "train", "-n", "cli-follow", "--timeout", "60"],
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as train:
+        assert train.stdout is not None
+        first = train.stdout.readline()
+        assert first.startswith("created job "), first + train.stderr.read()
+        name = first.split()[2]
+        pod = cluster.pod("cli-follow", name)
+        cluster.terminate("cli-follow", pod, 0, RESULT.to_json())
+        cluster.succeed("cli-follow", name)
+        out, err = train.communicate(timeout=60)
+    assert train.returncode == 0, err
+    assert out.splitlines()[-1].endswith(
+        "gate: challenger: does not beat champion v6 (mlstack-classifier v7, run 0123abcd)"
+    )

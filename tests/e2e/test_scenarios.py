@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from tests.e2e import kube
 from tests.e2e.conftest import values_files
@@ -21,6 +22,7 @@ NS = kube.NAMESPACE
 SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 TAG_1, TAG_2 = "e2e-1", "e2e-2"
 POLL_SECONDS = 5  # values-e2e.yaml
+ENTRYPOINT = "mlstack.io/training-entrypoint"
 
 
 def _base_image() -> str:
@@ -509,3 +511,162 @@ def test_9_training_job_over_http_then_pods_follow(figures: dict[str, Any]) -> N
         figures["api_prediction_log_rows_for_version"] = page["total"]
         errors = [i for i in page["items"] if i["outcome"] == "error"]
         assert any(i["error_source"] == "validation" and i["status"] == 422 for i in errors)
+
+
+USER_TRAINING = Path(__file__).with_name("user_training")
+USER_IMAGE = f"mlstack-e2e-user-train:{TAG_1}"
+
+
+def _chart_training_jobs() -> list[dict[str, Any]]:
+    """The training Jobs the chart made (not those the control plane or `mlstack train` made)."""
+    jobs = kube.get("job", selector="app.kubernetes.io/component=training")["items"]
+    return [
+        j
+        for j in jobs
+        if "mlstack/requested-by" not in j["metadata"].get("annotations", {})
+        and not j["metadata"].get("deletionTimestamp")
+    ]
+
+
+def _template_entrypoint() -> str:
+    configmap = kube.get("configmap", f"{kube.RELEASE}-mlstack-training-job")
+    job = yaml.safe_load(configmap["data"]["job.yaml"])
+    return str(job["metadata"]["annotations"][ENTRYPOINT])
+
+
+def test_10_users_own_training_code_runs_as_the_job_then_serves(figures: dict[str, Any]) -> None:
+    """A user's image built FROM the platform image with their own train.py (a Pipeline published
+    with training.publish.log_classifier) runs as the chart's training Job (training.image and
+    training.command, `helm upgrade`) → the Job succeeds and leaves its result as termination
+    message → the version is registered and gated → every inference pod serves it. Then
+    `helm rollback` returns to the built-in round."""
+    platform = kube.platform_image()
+    kube.run(
+        [
+            "docker",
+            "build",
+            "--build-arg",
+            f"PLATFORM_IMAGE={platform}",
+            "-t",
+            USER_IMAGE,
+            str(USER_TRAINING),
+        ],
+        timeout=600,
+    )
+    kube.run(
+        [
+            "make",
+            "-C",
+            str(kube.ROOT),
+            "load",
+            f"CLUSTER={kube.CLUSTER}",
+            f"PLATFORM_IMAGE={USER_IMAGE}",
+            f"TRACKING_IMAGE=mlstack-tracking-server:{TAG_1}",
+        ],
+        timeout=600,
+    )
+    before = _registry()
+    old_champion = before["aliases"][contract.ALIAS_CHAMPION]
+    repository, tag = USER_IMAGE.rsplit(":", 1)
+    started = time.monotonic()
+    kube.helm(
+        "upgrade",
+        kube.RELEASE,
+        str(kube.ROOT / "charts/mlstack"),
+        "--namespace",
+        NS,
+        *_helm_values(
+            "--set",
+            f"image.platform.tag={TAG_2}",
+            "--set",
+            f"image.trackingServer.tag={TAG_1}",
+            "--set",
+            f"training.image.repository={repository}",
+            "--set",
+            f"training.image.tag={tag}",
+            # Never pulled: the Job runs only if the loaded image is the one it names.
+            "--set",
+            "training.image.pullPolicy=Never",
+            "--set-json",
+            'training.command=["python", "train.py"]',
+            "--set-json",
+            'training.args=["--seed", "11"]',
+        ),
+        "--wait",
+        "--wait-for-jobs",
+        "--timeout",
+        "15m",
+    )
+    figures["user_training_upgrade_seconds"] = round(time.monotonic() - started, 1)
+
+    (job,) = _chart_training_jobs()
+    name = job["metadata"]["name"]
+    assert job["metadata"]["annotations"][ENTRYPOINT] == "custom"
+    assert job["status"].get("succeeded") == 1, job["status"]
+    assert _template_entrypoint() == "custom"  # what the control plane copies now
+    (pod,) = [
+        p
+        for p in kube.get("pod", selector=f"batch.kubernetes.io/job-name={name}")["items"]
+        if p["status"]["phase"] == "Succeeded"
+    ]
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == USER_IMAGE
+    assert container["command"] == ["python", "train.py"]
+    assert container["args"] == ["--seed", "11"]
+    terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert terminated["exitCode"] == 0
+    message = terminated.get("message", "")
+    assert message, f"{name} left no termination message: log_classifier wrote no result"
+    result = contract.TrainingResult.from_json(message)
+    print(f"user training result: {result}")
+    figures["user_training_decision"] = f"{result.decision}: {result.reason}"
+    assert result.model_name == "mlstack-classifier"
+    assert int(result.version) > max(before["versions"])
+    log = kube.kubectl("logs", f"pod/{pod['metadata']['name']}", "-n", NS)
+    assert f"registered mlstack-classifier v{result.version}" in log
+
+    after = _registry()
+    assert int(result.version) in after["versions"]
+    assert len(after["runs"]) == len(before["runs"]) + 1  # the script's run, in `mlstack`
+    if result.decision == contract.ALIAS_CHAMPION:
+        assert after["aliases"][contract.ALIAS_CHAMPION] == result.version
+    else:
+        # The gate kept the champion, as it would for the round: promote through the API.
+        assert result.decision == contract.ALIAS_CHALLENGER, result
+        assert after["aliases"][contract.ALIAS_CHAMPION] == old_champion
+        control, control_port = _service("control")
+        with kube.port_forward(f"svc/{control}", control_port, probe="/livez") as url:
+            moved = httpx.put(
+                f"{url}/v1/models/mlstack-classifier/aliases/{contract.ALIAS_CHAMPION}",
+                json={"version": result.version},
+                headers={"x-api-key": _control_key()},
+                timeout=30,
+            )
+            assert moved.status_code == 200, moved.text
+        assert _registry()["aliases"][contract.ALIAS_CHAMPION] == result.version
+
+    def all_pods_on_new() -> bool:
+        versions = _pod_versions()
+        return bool(versions) and set(versions.values()) == {result.version}
+
+    kube.wait_for(
+        all_pods_on_new,
+        2 * POLL_SECONDS + 30,
+        f"every inference pod on the user's v{result.version}",
+        interval=1,
+    )
+    inference, inference_port = _service("inference")
+    with kube.port_forward(f"svc/{inference}", inference_port, probe="/livez") as served:
+        answer = httpx.post(f"{served}/predict", json=SETOSA, timeout=10)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["model_version"] == result.version
+        assert answer.headers["x-model-version"] == result.version
+
+    # Back to the built-in round: the previous revision's Job runs `python -m training` again.
+    kube.helm(
+        "rollback", kube.RELEASE, "--namespace", NS, "--wait", "--wait-for-jobs", "--timeout", "15m"
+    )
+    (job,) = _chart_training_jobs()
+    assert job["metadata"]["annotations"][ENTRYPOINT] == "round"
+    assert job["status"].get("succeeded") == 1, job["status"]
+    assert _template_entrypoint() == "round"

@@ -73,7 +73,7 @@ def test_round_tracks_parent_and_nested_candidate_runs(
     assert sorted(r.data.tags[contract.TAG_CANDIDATE] for r in children) == ["logreg", "svm"]
     assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in children)
     for child in children:
-        for metric in contract.METRIC_DIRECTIONS:
+        for metric in contract.METRICS:
             assert f"{contract.TEST_METRIC_PREFIX}{metric}" in child.data.metrics
         assert {
             contract.CV_MEAN_METRIC,

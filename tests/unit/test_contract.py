@@ -11,7 +11,7 @@ from training import contract
 MANIFEST = contract.Manifest(
     features=("a", "b"),
     classes=("x", "y"),
-    sklearn_file="model.skops",
+    sklearn_file=contract.SKOPS_FILE,
     sklearn_format="skops",
     skops_trusted_types=("t",),
     onnx=True,

@@ -1,12 +1,25 @@
-"""A manual training Job is the chart's Job under a new name, with extra flags."""
+"""A manual training Job is the chart's Job under a new name, with extra flags; what its round
+decided is the result its pod left as the training container's termination message."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
 
-from control.jobs import JobError, decision_line, follow, job_from_template
+from control.jobs import (
+    ENTRYPOINT,
+    JobError,
+    ReportedResult,
+    check_arguments,
+    entrypoint,
+    follow,
+    job_from_template,
+    reported_result,
+)
+from training import contract
+from training.contract import TrainingResult
 
 TEMPLATE: dict[str, Any] = {
     "metadata": {
@@ -60,14 +73,129 @@ def test_template_without_containers_is_refused() -> None:
         job_from_template({"spec": {"template": {"spec": {}}}}, "x", [], "me")
 
 
-def test_follow_reports_the_gate_decision_of_a_finished_job() -> None:
+RESULT = TrainingResult(
+    model_name="mlstack-classifier",
+    version="7",
+    run_id="0123abcd",
+    decision=contract.ALIAS_CHAMPION,
+    reason="no champion yet",
+    onnx=True,
+)
+
+
+def test_follow_reports_what_the_pod_of_a_finished_job_reported() -> None:
     states = iter([{}, {"status": {"active": 1}}, {"status": {"succeeded": 1}}])
     said: list[str] = []
-    log = "winner logreg\ndecision   champion: no champion yet\n"
-    outcome = follow(lambda: next(states), lambda: log, "j", 60, said.append, 0.0)
-    assert outcome.succeeded and outcome.decision == "champion: no champion yet"
+    log = "winner logreg\ndecision   challenger: printed lines are not read\n"
+    outcome = follow(
+        lambda: next(states), lambda: log, lambda: ReportedResult(RESULT), "j", 60, said.append, 0
+    )
+    assert outcome.succeeded and outcome.reported.result == RESULT
+    assert outcome.reported.describe() == (
+        "champion: no champion yet (mlstack-classifier v7, run 0123abcd)"
+    )
     assert said[0] == "job j: pending" and "job j: succeeded" in said
+    assert "  | decision   challenger: printed lines are not read" in said
 
 
-def test_decision_line_is_none_without_a_summary() -> None:
-    assert decision_line("error: invalid dataset") is None
+def test_follow_says_why_when_the_pod_cannot_be_read() -> None:
+    def unreadable() -> ReportedResult:
+        raise OSError("connection refused")
+
+    outcome = follow(lambda: {"status": {"succeeded": 1}}, str, unreadable, "j", 60, print, 0)
+    assert outcome.reported.result is None
+    assert outcome.reported.describe() == (
+        "no training result (its pod could not be read: OSError: connection refused)"
+    )
+
+
+def _pod(terminated: dict[str, Any] | None, container: str = "training") -> dict[str, Any]:
+    state = {"running": {}} if terminated is None else {"terminated": terminated}
+    return {
+        "metadata": {"name": "j-x1"},
+        "spec": {"containers": [{"name": "training"}, {"name": "sidecar"}]},
+        "status": {"containerStatuses": [{"name": container, "state": state}]},
+    }
+
+
+def test_the_result_is_the_training_containers_termination_message() -> None:
+    pod = _pod({"exitCode": 0, "message": RESULT.to_json() + "\n"})
+    assert reported_result(pod) == ReportedResult(RESULT)
+
+
+@pytest.mark.parametrize(
+    ("pod", "missing"),
+    [
+        (None, "the Job has no pod"),
+        (_pod(None), "container 'training' of pod j-x1 has not finished"),
+        (
+            _pod({"exitCode": 0, "message": RESULT.to_json()}, container="sidecar"),
+            "container 'training' of pod j-x1 has not finished",
+        ),
+        (
+            _pod({"exitCode": 0}),
+            "container 'training' of pod j-x1 exited with code 0 and left no termination "
+            "message: no result was written to MLSTACK_RESULT_FILE",
+        ),
+        (
+            _pod({"exitCode": 2, "message": "error: invalid dataset: column 'y' is missing\n"}),
+            "the termination message of container 'training' of pod j-x1 is not a training "
+            "result (exit code 2; a failed container's message is the end of its log)",
+        ),
+        (
+            _pod({"exitCode": 0, "message": "registered mlstack-classifier v7\n"}),
+            "the termination message of container 'training' of pod j-x1 is not a training "
+            "result (exit code 0)",
+        ),
+    ],
+    ids=["no pod", "running", "other container", "no message", "log lines", "printed summary"],
+)
+def test_without_a_result_the_reason_is_named(pod: dict[str, Any] | None, missing: str) -> None:
+    assert reported_result(pod) == ReportedResult(None, missing)
+
+
+def _annotated(job: dict[str, str] | None = None, pod: dict[str, str] | None = None) -> Any:
+    template = copy.deepcopy(TEMPLATE)
+    if job is not None:
+        template["metadata"]["annotations"] = job
+    if pod is not None:
+        template["spec"]["template"]["metadata"]["annotations"] = pod
+    return template
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        (TEMPLATE, "round"),
+        (_annotated(job={ENTRYPOINT: "round"}), "round"),
+        (_annotated(job={ENTRYPOINT: "custom"}), "custom"),
+        (_annotated(pod={ENTRYPOINT: "custom"}), "custom"),
+        (_annotated(job={ENTRYPOINT: "round"}, pod={ENTRYPOINT: "custom"}), "round"),
+    ],
+    ids=["no annotation", "round", "custom", "on the pod template", "the Job's first"],
+)
+def test_the_template_says_what_it_runs(template: dict[str, Any], expected: str) -> None:
+    assert entrypoint(template) == expected
+
+
+def test_an_unknown_entrypoint_is_named() -> None:
+    with pytest.raises(JobError) as refused:
+        entrypoint(_annotated(job={ENTRYPOINT: "shell"}))
+    assert str(refused.value) == (
+        "the training Job template's annotation mlstack.io/training-entrypoint is 'shell': "
+        "expected 'round' or 'custom'"
+    )
+
+
+def test_a_custom_commands_arguments_pass_verbatim_and_the_rounds_are_checked() -> None:
+    check_arguments(_annotated(job={ENTRYPOINT: "custom"}), ["--epochs", "3", "--lr=0.1"])
+    with pytest.raises(SystemExit) as refused:  # argparse, naming the flag on stderr
+        check_arguments(TEMPLATE, ["--epochs", "3"])
+    assert refused.value.code == 2
+
+
+def test_a_copy_of_a_custom_template_stays_custom() -> None:
+    job = job_from_template(_annotated(job={ENTRYPOINT: "custom"}), "x", ["--epochs", "3"], "me")
+    assert job["metadata"]["annotations"][ENTRYPOINT] == "custom"
+    assert entrypoint(job) == "custom"
+    assert ENTRYPOINT not in job_from_template(TEMPLATE, "y", [], "me")["metadata"]["annotations"]

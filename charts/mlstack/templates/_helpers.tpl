@@ -150,6 +150,46 @@ true
 {{- end -}}
 
 {{/*
+What the training container runs: `round` (the built-in `python -m training`) or `custom`
+(training.command). The control plane reads it from the `mlstack.io/training-entrypoint`
+annotation of the Job and of its pods.
+*/}}
+{{- define "mlstack.training.entrypoint" -}}
+{{- ternary "custom" "round" (not (empty .Values.training.command)) -}}
+{{- end -}}
+
+{{/* The training Job's annotations: (dict "ctx" $). */}}
+{{- define "mlstack.training.jobAnnotations" -}}
+mlstack.io/training-entrypoint: {{ include "mlstack.training.entrypoint" .ctx }}
+{{- end -}}
+
+{{/*
+Training image: training.image when its repository is set (a full reference: image.registry is
+not prefixed, the image is the user's), else the platform image. validate.yaml requires a tag.
+*/}}
+{{- define "mlstack.training.image" -}}
+{{- $image := .Values.training.image -}}
+{{- if $image.repository -}}
+{{- $reference := printf "%s:%s" $image.repository (toString $image.tag) -}}
+{{- if $image.digest -}}
+{{- $reference = printf "%s@%s" $reference $image.digest -}}
+{{- end -}}
+{{- $reference -}}
+{{- else -}}
+{{- include "mlstack.image" (dict "ctx" . "image" .Values.image.platform) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The version of the code the training container runs (MLSTACK_CODE_VERSION): its image's tag. */}}
+{{- define "mlstack.training.codeVersion" -}}
+{{- if .Values.training.image.repository -}}
+{{- .Values.training.image.tag | toString -}}
+{{- else -}}
+{{- default .Chart.AppVersion .Values.image.platform.tag | toString -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
 Training pod template, shared by the Job and the CronJob: (dict "ctx" $). Its labels leave out
 the chart version so that a chart upgrade alone does not change the Job's spec (see job.yaml).
 */}}
@@ -160,10 +200,11 @@ metadata:
   labels:
     {{- include "mlstack.selectorLabels" (dict "ctx" $ctx "component" "training") | nindent 4 }}
     app.kubernetes.io/version: {{ $ctx.Chart.AppVersion | quote }}
-  {{- with $values.podAnnotations }}
   annotations:
+    {{- include "mlstack.training.jobAnnotations" (dict "ctx" $ctx) | nindent 4 }}
+    {{- with $values.podAnnotations }}
     {{- toYaml . | nindent 4 }}
-  {{- end }}
+    {{- end }}
 spec:
   restartPolicy: Never
   automountServiceAccountToken: false
@@ -173,8 +214,16 @@ spec:
     {{- toYaml $ctx.Values.podSecurityContext | nindent 4 }}
   containers:
     - name: training
-      image: {{ include "mlstack.image" (dict "ctx" $ctx "image" $ctx.Values.image.platform) | quote }}
-      imagePullPolicy: {{ $ctx.Values.image.pullPolicy }}
+      image: {{ include "mlstack.training.image" $ctx | quote }}
+      imagePullPolicy: {{ default $ctx.Values.image.pullPolicy $values.image.pullPolicy }}
+      {{- if $values.command }}
+      command:
+        {{- toYaml $values.command | nindent 8 }}
+      {{- with $values.args }}
+      args:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- else }}
       command: ["python", "-m", "training"]
       # A flag, not MLSTACK_CANDIDATES: pydantic-settings reads list settings from the
       # environment as JSON only.
@@ -183,6 +232,12 @@ spec:
         {{- with $values.extraArgs }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
+      {{- end }}
+      # The round (or training.publish in the user's code) writes its result as JSON here; the
+      # control plane reads it from the pod's terminated state. A crash leaves the log's tail.
+      terminationMessagePath: /dev/termination-log
+      terminationMessagePolicy: FallbackToLogsOnError
+      # The same environment for the built-in round and a custom command.
       env:
         - name: MLFLOW_TRACKING_URI
           value: {{ include "mlstack.trackingUri" $ctx | quote }}
@@ -211,7 +266,9 @@ spec:
         - name: MLSTACK_MLFLOW_TIMEOUT_SECONDS
           value: {{ $values.mlflowTimeoutSeconds | quote }}
         - name: MLSTACK_CODE_VERSION
-          value: {{ default $ctx.Chart.AppVersion $ctx.Values.image.platform.tag | quote }}
+          value: {{ include "mlstack.training.codeVersion" $ctx | quote }}
+        - name: MLSTACK_RESULT_FILE
+          value: /dev/termination-log
         {{- with $values.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
