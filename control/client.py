@@ -51,6 +51,7 @@ class Reply:
     body: Any = None
     error: str | None = None
     reached: bool = True
+    status: int | None = None
 
 
 def get_json(url: str, timeout: float) -> Reply:
@@ -60,7 +61,9 @@ def get_json(url: str, timeout: float) -> Reply:
     except httpx.HTTPError as exc:
         return Reply(error=f"{type(exc).__name__}: {exc}", reached=False)
     if response.status_code >= 400:
-        return Reply(error=error_answer(response.status_code, response.text))
+        return Reply(
+            error=error_answer(response.status_code, response.text), status=response.status_code
+        )
     try:
         return Reply(body=response.json())
     except ValueError:

@@ -396,8 +396,10 @@ class _DriftReport(BaseModel):
 
 def _drift_summary(reply: Reply) -> dict[str, Any]:
     """What `status` says about one endpoint's drift; `state` is `drifted`, `stable`,
-    `warming_up` (fewer rows than the service's MLSTACK_DRIFT_MIN_ROWS), `unreachable` (no
-    answer) or `error` (an error answer, or one that is not a drift report)."""
+    `warming_up` (fewer rows than the service's MLSTACK_DRIFT_MIN_ROWS), `no_baseline` (the
+    served version has none: `mlstack adopt` adds one), `unreachable` (no answer) or `error` (an error answer, or one that is not a drift report)."""
+    if reply.status == 409:  # the served version has no baseline (app/routes/drift.py)
+        return {"state": "no_baseline", "error": reply.error}
     if reply.error is not None:
         return {"state": "unreachable" if not reply.reached else "error", "error": reply.error}
     try:
@@ -437,6 +439,8 @@ def _drift_line(summary: dict[str, Any]) -> str:
     state = summary["state"]
     if state in ("unreachable", "error"):
         return f"{state} ({summary['error']})"
+    if state == "no_baseline":
+        return f"no baseline ({summary['error']})"
     baseline = f"baseline v{summary['baseline_version']}"
     if state == "warming_up":
         return (

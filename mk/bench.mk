@@ -4,3 +4,7 @@
 .PHONY: bench
 bench: $(STAMP) ## Benchmark the service against MLServer, KServe, mlflow serve (BENCH_QUICK=1: smoke run)
 	$(PY) -m bench
+
+.PHONY: bench-adopt
+bench-adopt: $(STAMP) ## Notebook models before/after `mlstack adopt`: alias move -> serving, req/s via sklearn and ONNX
+	$(PY) -m bench.adoption

@@ -336,3 +336,101 @@ def test_a_reserved_alias_name_is_refused_by_mlflow_as_invalid_input(
     assert "latest" not in registry.get_registered_model(model).aliases
     tags = registry.get_model_version(model, "2").tags
     assert not any(t.startswith(contract.TAG_PREVIOUS_HOLDER_PREFIX) for t in tags)
+
+
+def _notebook_version(uri: str, name: str) -> str:
+    """A Pipeline logged with plain MLflow calls, as a notebook does."""
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = load_iris(return_X_y=True, as_frame=True)
+    x.columns = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(x, y)
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            pipe,
+            name="model",
+            signature=infer_signature(x, pipe.predict(x)),
+            registered_model_name=name,
+            pip_requirements=["scikit-learn"],
+        )
+    return str(info.registered_model_version)
+
+
+def _iris_csv(labels: bool) -> bytes:
+    from sklearn.datasets import load_iris
+
+    x, y = load_iris(return_X_y=True, as_frame=True)
+    x.columns = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    if labels:
+        x["target"] = y
+    return x.to_csv(index=False).encode()
+
+
+def test_adopt_over_the_api_adds_onnx_and_a_baseline_once(
+    plane: Process, mlflow_server: Process
+) -> None:
+    name = f"adopt-api-{uuid.uuid4().hex[:8]}"
+    version = _notebook_version(mlflow_server.url, name)
+    url = f"{plane.url}/v1/models/{name}/versions/{version}/adopt"
+    headers = {**AUTH, "content-type": "text/csv"}
+
+    first = httpx.post(url, params={"target": "target"}, content=_iris_csv(True),
+                       headers=headers, timeout=120)  # fmt: skip
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert (body["changed"], body["onnx"], body["baseline_features"]) == (True, True, 4)
+    assert body["metrics"]["accuracy"] > 0.9
+    tags = MlflowClient(mlflow_server.url).get_model_version(name, version).tags
+    assert tags[contract.TAG_EXTRAS_URI] == body["extras_uri"]
+
+    again = httpx.post(url, params={"target": "target"}, content=_iris_csv(True),
+                       headers=headers, timeout=120)  # fmt: skip
+    assert again.status_code == 200
+    assert again.json()["changed"] is False
+    assert again.json()["extras_uri"] == body["extras_uri"]
+
+
+@pytest.mark.parametrize(
+    ("params", "content", "status", "message"),
+    [
+        ({}, _iris_csv(True), 422, "columns the model does not take: 'target'"),
+        ({"target": "label"}, _iris_csv(True), 422, "target column 'label' is not in the CSV"),
+        ({}, b"", 422, "send the sample rows as CSV"),
+    ],
+    ids=["unnamed-target", "wrong-target", "empty"],
+)
+def test_adopt_over_the_api_refuses_unfit_rows_naming_them(
+    plane: Process,
+    mlflow_server: Process,
+    params: dict[str, str],
+    content: bytes,
+    status: int,
+    message: str,
+) -> None:
+    name = f"adopt-bad-{uuid.uuid4().hex[:8]}"
+    version = _notebook_version(mlflow_server.url, name)
+    response = httpx.post(
+        f"{plane.url}/v1/models/{name}/versions/{version}/adopt",
+        params=params,
+        content=content,
+        headers={**AUTH, "content-type": "text/csv"},
+        timeout=120,
+    )
+    assert response.status_code == status
+    assert message in response.json()["detail"]
+    assert (
+        contract.TAG_EXTRAS_URI
+        not in MlflowClient(mlflow_server.url).get_model_version(name, version).tags
+    )
+
+
+def test_adopt_over_the_api_needs_the_key(plane: Process) -> None:
+    response = httpx.post(f"{plane.url}/v1/models/m/versions/1/adopt", content=b"a\n1\n")
+    assert response.status_code == 401

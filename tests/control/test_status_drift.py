@@ -71,6 +71,27 @@ def predict(url: str, rows: list[list[float]]) -> None:
     assert response.status_code == 200, response.text
 
 
+def test_status_says_a_version_without_baseline_has_none_and_how_to_add_one(
+    mlflow_server: Process, tmp_path: Path
+) -> None:
+    from mlflow import MlflowClient
+
+    from tests.control.test_models import _notebook_version
+
+    name = f"no-baseline-{os.getpid()}-{free_port()}"
+    version = _notebook_version(mlflow_server.url, name)
+    MlflowClient(mlflow_server.url).set_registered_model_alias(name, "champion", version)
+    app = start_app(tmp_path, mlflow_server.url, name)
+    try:
+        code, lines, report = status(tmp_path, mlflow_server, name, app.url)
+        assert code == 0
+        assert report["drift"][0]["state"] == "no_baseline"
+        assert lines[app.url].startswith("no baseline (answered 409")
+        assert f"mlstack adopt {name} {version} --data" in lines[app.url]
+    finally:
+        app.stop()
+
+
 def test_status_names_the_feature_over_the_drift_threshold(
     mlflow_server: Process, champion_name: str, tmp_path: Path
 ) -> None:

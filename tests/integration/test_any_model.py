@@ -456,3 +456,39 @@ def test_an_allow_listed_type_loads_when_the_operator_trusts_it(
     trusted = f"sklearn.,numpy.,scipy.,{Clip.__module__}.{Clip.__name__}"
     app = app_for(name, MLSTACK_SKOPS_TRUSTED_TYPES=trusted)
     assert _predict(app, X.head(3))["labels"] == ["setosa"] * 3
+
+
+def test_users_own_training_script_with_log_classifier_serves_through_onnx_with_drift(
+    mlflow_server: Process, app_for: Any, tmp_path: Path
+) -> None:
+    """The e2e scenario's user script, run here: one call gives the round's extras and gate."""
+    uri, name = mlflow_server.url, _name("user-script")
+    result_file = tmp_path / "result.json"
+    script = Path(__file__).resolve().parents[1] / "e2e" / "user_training" / "train.py"
+    run = subprocess.run(
+        [sys.executable, str(script), "--seed", "3"],
+        env={
+            **os.environ,
+            "MLFLOW_TRACKING_URI": uri,
+            "MLSTACK_MODEL_NAME": name,
+            "MLSTACK_EXPERIMENT": name,
+            "MLSTACK_RESULT_FILE": str(result_file),
+            "MLSTACK_METRIC": "accuracy",
+            "MLSTACK_MIN_SCORE": "0.8",
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = contract.TrainingResult.from_json(result_file.read_text())
+    assert (result.model_name, result.decision, result.onnx) == (name, "champion", True)
+    assert "clears the floor 0.8000" in result.reason  # the gate read MLSTACK_MIN_SCORE
+    tags = MlflowClient(uri).get_model_version(name, result.version).tags
+    assert tags[contract.TAG_GATE_METRIC] == "accuracy"
+
+    app = app_for(name)
+    described = httpx.get(f"{app.url}/model").json()
+    assert (described["version"], described["predictor"]) == (result.version, "onnx")
+    assert described["drift_baseline"] is True
+    assert _predict(app, X.head(2))["labels"] == ["setosa", "setosa"]
