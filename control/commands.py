@@ -397,7 +397,8 @@ class _DriftReport(BaseModel):
 def _drift_summary(reply: Reply) -> dict[str, Any]:
     """What `status` says about one endpoint's drift; `state` is `drifted`, `stable`,
     `warming_up` (fewer rows than the service's MLSTACK_DRIFT_MIN_ROWS), `no_baseline` (the
-    served version has none: `mlstack adopt` adds one), `unreachable` (no answer) or `error` (an error answer, or one that is not a drift report)."""
+    served version has none: `mlstack adopt` adds one), `unreachable` (no answer) or `error`
+    (an error answer, or one that is not a drift report)."""
     if reply.status == 409:  # the served version has no baseline (app/routes/drift.py)
         return {"state": "no_baseline", "error": reply.error}
     if reply.error is not None:
