@@ -549,13 +549,20 @@ def train(settings: ControlSettings, args: argparse.Namespace) -> int:
     """Copy the chart's training Job under a new name and follow it."""
     if args.local:
         return train_local(settings, args)
+    from kubernetes.config import ConfigException
+    from urllib3.exceptions import HTTPError
+
     from control.cluster import clients, job_result
 
-    batch, core = clients()
     namespace = settings.namespace
     try:
+        batch, core = clients()
         template, source = _training_template(settings, batch, core)
         check_arguments(template, args.training_args)
+    except (ConfigException, HTTPError) as exc:
+        # The template says whether the flags are the round's: no cluster, no check.
+        print(f"error: Kubernetes is not reachable: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     except JobError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID

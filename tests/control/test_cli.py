@@ -208,3 +208,14 @@ def test_train_local_passes_invalid_training_flags_through_with_status_2() -> No
     result = mlstack("train", "--local", "--", "--candidates", "nope")
     assert result.returncode == 2
     assert "unknown families ['nope']" in result.stderr
+
+
+def test_train_without_a_cluster_says_kubernetes_is_unreachable_with_status_3(
+    tmp_path: Path,
+) -> None:
+    result = mlstack(
+        "train", "--", "--seed", "3", KUBECONFIG=str(tmp_path / "none"), KUBERNETES_SERVICE_HOST=""
+    )
+    assert result.returncode == 3
+    assert "Kubernetes is not reachable" in result.stderr
+    assert "Traceback" not in result.stderr
