@@ -115,6 +115,12 @@ class Registry:
         )
         root = str(data.get("artifact_uri", ""))
         extras = ref.extras_uri or root
+        if urlparse(extras).scheme != urlparse(root).scheme:
+            # A tag must not point the pods at files outside the registry's artifact store.
+            raise ModelRefused(
+                f"{ref.name} v{ref.version}: {contract.TAG_EXTRAS_URI} {extras!r} is not in the "
+                f"registry's artifact store ({root}); run mlstack adopt again"
+            )
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{ref.key}-", dir=target.parent))
         try:

@@ -366,6 +366,14 @@ def _pyfunc(uri: str, name: str) -> str:
     return str(info.registered_model_version)
 
 
+def _extras_elsewhere(uri: str, name: str) -> str:
+    """A good version whose extras tag points outside the artifact store (a local path)."""
+    pipe = _pipeline()
+    version = _log_sklearn(uri, name, pipe, signature=infer_signature(X, pipe.predict(X)))
+    MlflowClient(uri).set_model_version_tag(name, version, contract.TAG_EXTRAS_URI, "file:///etc")
+    return version
+
+
 REFUSALS = [
     (_no_signature, "has no signature"),
     (_unnamed, "is unnamed"),
@@ -374,6 +382,7 @@ REFUSALS = [
     (_pyfunc, "flavour python_function is not served"),
     (_pickled, "serialized with cloudpickle"),
     (_untrusted_type, "outside the server's allow-list: tests.integration.custom_types.Clip"),
+    (_extras_elsewhere, "is not in the registry's artifact store"),
 ]
 
 
