@@ -22,7 +22,8 @@ _PARAMETERS_SCHEMA = {
     "type": "object",
     "additionalProperties": False,
     "description": "Training parameters (the flags of `python -m training`, snake_case); "
-    "each one given is appended to the template Job's arguments.",
+    "each one given is appended to the template Job's arguments. A template running the "
+    "user's own command (`training.command`) takes none: send an empty body.",
     "properties": {
         name: {"description": info.description} for name, info in training_parameters().items()
     },
