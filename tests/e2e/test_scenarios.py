@@ -529,7 +529,15 @@ def _chart_training_jobs() -> list[dict[str, Any]]:
 
 
 def _template_entrypoint() -> str:
-    configmap = kube.get("configmap", f"{kube.RELEASE}-mlstack-training-job")
+    # Found as the control plane finds it: the release's ConfigMap carrying `job.yaml` (its
+    # name depends on the release name: the chart shortens "mlstack-mlstack-...").
+    (configmap,) = [
+        c
+        for c in kube.get("configmap", selector=f"app.kubernetes.io/instance={kube.RELEASE}")[
+            "items"
+        ]
+        if "job.yaml" in (c.get("data") or {})
+    ]
     job = yaml.safe_load(configmap["data"]["job.yaml"])
     return str(job["metadata"]["annotations"][ENTRYPOINT])
 
