@@ -86,6 +86,8 @@ def _log(uri: str, name: str, pipe: Any, frame: Any) -> str:
             input_example=x.head(3),
             registered_model_name=name,
             pip_requirements=["scikit-learn"],
+            # What MLflow's own error asks a notebook user to add for tree ensembles.
+            skops_trusted_types=["sklearn.tree._tree.Tree"],
         )
     return str(info.registered_model_version)
 
@@ -103,7 +105,9 @@ def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def _served(app: str) -> dict[str, Any]:
-    body: dict[str, Any] = httpx.get(f"{app}/model", timeout=5).json()
+    """GET /model; {} while nothing is served (503)."""
+    response = httpx.get(f"{app}/model", timeout=5)
+    body: dict[str, Any] = response.json() if response.status_code == 200 else {}
     return body
 
 
@@ -123,7 +127,7 @@ def _move(uri: str, app: str, name: str, version: str) -> tuple[float, float, st
     loaded = _load_seconds(app)
     started = time.monotonic()
     MlflowClient(uri).set_registered_model_alias(name, "champion", version)
-    _wait(lambda: _served(app)["version"] == version, 120, f"v{version} served")
+    _wait(lambda: _served(app).get("version") == version, 120, f"v{version} served")
     seconds = time.monotonic() - started
     return seconds, _load_seconds(app) - loaded, str(_served(app)["predictor"])
 
@@ -172,7 +176,7 @@ def main() -> int:
                 cwd=REPO_ROOT,
             )
             first = versions[0]
-            _wait(lambda a=app, v=first: _served(a)["version"] == v, 120, "the service")
+            _wait(lambda a=app, v=first: _served(a).get("version") == v, 120, "the service")
             plain = [_move(uri, app, name, v) for v in versions[1 : settings.moves + 1]]
             sklearn = _load(wrk, f"{app}/predict", settings, work, server)
 
@@ -216,7 +220,8 @@ def main() -> int:
             if sklearn.requests_per_second:
                 ratio = onnx.requests_per_second / sklearn.requests_per_second
                 lines.append(f"  onnx / sklearn throughput: {ratio:.1f}x")
-    print("\n".join(lines))
+            print("\n".join(lines), flush=True)
+            lines.clear()
     return 0
 
 
