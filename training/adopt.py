@@ -131,15 +131,11 @@ def adopt(
             (extras / contract.INPUT_EXAMPLE_FILE).write_text(json.dumps(example))
         uri = _log_extras(client, experiment, name, version, extras, digest)
     version_tags = {
-        contract.TAG_ONNX: str(onnx.path is not None).lower(),
-        contract.TAG_ONNX_REASON: onnx.reason,
+        **onnx.tags(),
         contract.TAG_DATASET_NAME: data.stem,
         contract.TAG_DATASET_HASH: data_sha,
         contract.TAG_EXTRAS_SHA256: digest,
     }
-    if onnx.max_abs_diff is not None:
-        version_tags[contract.TAG_ONNX_MAX_ABS_DIFF] = f"{onnx.max_abs_diff:.3g}"
-        version_tags[contract.TAG_ONNX_LABEL_MISMATCHES] = str(onnx.label_mismatches)
     for key, value in version_tags.items():
         client.set_model_version_tag(name, version, key, value)
     # Last: the service reloads the version when this tag changes, and finds everything.

@@ -18,6 +18,17 @@ class OnnxResult:
     max_abs_diff: float | None = None
     label_mismatches: int | None = None
 
+    def tags(self) -> dict[str, str]:
+        """The version tags saying whether an export is served and the parity figures."""
+        tags = {
+            contract.TAG_ONNX: str(self.path is not None).lower(),
+            contract.TAG_ONNX_REASON: self.reason,
+        }
+        if self.max_abs_diff is not None:
+            tags[contract.TAG_ONNX_MAX_ABS_DIFF] = f"{self.max_abs_diff:.3g}"
+            tags[contract.TAG_ONNX_LABEL_MISMATCHES] = str(self.label_mismatches)
+        return tags
+
 
 def export(
     model: Any, x_test: np.ndarray, classes: list[str], directory: Path, tolerance: float

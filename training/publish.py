@@ -107,7 +107,7 @@ def log_classifier(
     unknown = sorted(set(labels) - set(classes))
     if unknown:
         raise ValueError(f"y_test holds labels the model does not know: {unknown}")
-    proba = _proba_in_order(model, x_test.to_numpy(), classes)
+    proba = proba_in_order(model, x_test.to_numpy(), classes)
     metrics = held_out_metrics(labels, proba, classes)
     digest = _frame_hash(x_train)
     tags = {
@@ -209,14 +209,7 @@ def publish(
     )
     model_info = log_model(model, manifest, x_train, exported, workdir)
     champion = score_champion(client, model_name, metric, x_test, y_test, classes)
-    version_tags = {
-        **tags,
-        contract.TAG_ONNX: str(exported.path is not None).lower(),
-        contract.TAG_ONNX_REASON: exported.reason,
-    }
-    if exported.max_abs_diff is not None:
-        version_tags[contract.TAG_ONNX_MAX_ABS_DIFF] = f"{exported.max_abs_diff:.3g}"
-        version_tags[contract.TAG_ONNX_LABEL_MISMATCHES] = str(exported.label_mismatches)
+    version_tags = {**tags, **exported.tags()}
     version = str(register(model_name, model_info.model_uri, version_tags).version)
     decision = apply_gate(
         client, model_name, version, metric, metrics[metric], champion, margin, min_score, force
@@ -257,7 +250,7 @@ def log_model(
         extra.append(str(onnx.path))
     example = x_train.head(3)
     classes = list(manifest.classes)
-    signature = infer_signature(example, _proba_in_order(model, example.to_numpy(), classes))
+    signature = infer_signature(example, proba_in_order(model, example.to_numpy(), classes))
     return mlflow.sklearn.log_model(
         model,
         name="model",
@@ -272,7 +265,8 @@ def log_model(
     )
 
 
-def _proba_in_order(model: Any, x: np.ndarray, classes: list[str]) -> np.ndarray:
+def proba_in_order(model: Any, x: np.ndarray, classes: list[str]) -> np.ndarray:
+    """`model`'s probabilities on `x` with the columns in `classes` order."""
     proba = np.asarray(model.predict_proba(x))
     order = [list(map(str, model.classes_)).index(c) for c in classes]
     return proba[:, order]

@@ -20,7 +20,7 @@ from training.data import load_dataset, split
 from training.evaluate import held_out_metrics, write_confusion
 from training.gate import Decision
 from training.onnx_export import OnnxResult
-from training.publish import publish
+from training.publish import proba_in_order, publish
 from training.registry import wait_for_mlflow
 from training.settings import TrainingSettings
 
@@ -226,7 +226,7 @@ def _search(
         cv_mean = sign * float(search.cv_results_["mean_test_score"][index])
         cv_std = float(search.cv_results_["std_test_score"][index])
         model = search.best_estimator_
-        proba = _proba_in_order(model, data.x_test.to_numpy(), classes)
+        proba = proba_in_order(model, data.x_test.to_numpy(), classes)
         metrics = held_out_metrics(data.y_test, proba, classes)
         mlflow.log_params({"family": family, **{k: str(v) for k, v in search.best_params_.items()}})
         mlflow.log_metrics({f"{contract.TEST_METRIC_PREFIX}{k}": v for k, v in metrics.items()})
@@ -251,12 +251,6 @@ def _search(
             metrics,
             model,
         )
-
-
-def _proba_in_order(model: Any, x: np.ndarray, classes: list[str]) -> np.ndarray:
-    proba = np.asarray(model.predict_proba(x))
-    order = [list(map(str, model.classes_)).index(c) for c in classes]
-    return proba[:, order]
 
 
 def _say(out: TextIO, line: str) -> None:
