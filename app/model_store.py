@@ -20,7 +20,7 @@ import structlog
 from app import metrics
 from app.drift import DriftWindow
 from app.errors import ModelLoadError, ModelRefused
-from app.predictors import OnnxPredictor, Predictor, load_predictor
+from app.predictors import Predictor, load_predictor
 from app.registry import Registry, RegistryUnavailable, VersionRef
 from app.settings import Settings
 from training import contract, mlmodel
@@ -76,7 +76,7 @@ def load_version(
             f"v{ref.version}: the manifest's features {list(manifest.features)} differ from the "
             f"signature's {list(features)}"
         )
-    predictor = _predictor(directory, files, manifest, settings)
+    predictor = load_predictor(directory, files, settings.trust(), manifest)
     rows = _smoke_rows(ref, directory, files, features)
     proba = predictor.predict_proba(rows)
     if proba.shape != (len(rows), len(predictor.classes)) or not np.allclose(
@@ -105,18 +105,6 @@ def load_version(
 
 def _optional(path: Path, parse: Callable[[bytes], T]) -> T | None:
     return parse(path.read_bytes()) if path.is_file() else None
-
-
-def _predictor(
-    directory: Path,
-    files: mlmodel.ModelFiles,
-    manifest: contract.Manifest | None,
-    settings: Settings,
-) -> Predictor:
-    classes = manifest.classes if manifest is not None else None
-    if manifest is not None and manifest.onnx:
-        return OnnxPredictor(directory / contract.ONNX_FILE, len(files.features), classes)
-    return load_predictor(directory, files, settings.trust(), classes)
 
 
 def _smoke_rows(

@@ -19,7 +19,7 @@ import numpy as np
 
 from app.errors import ModelLoadError, ModelRefused
 from training import contract
-from training.mlmodel import PICKLE_FORMATS
+from training.mlmodel import ONNX, PICKLE_FORMATS, ModelFiles
 
 # The service's default allow-list of skops types: scikit-learn, numpy and scipy.
 DEFAULT_TRUSTED_TYPES: tuple[str, ...] = ("sklearn.", "numpy.", "scipy.")
@@ -208,10 +208,18 @@ class SklearnPredictor:
 
 
 def load_predictor(
-    directory: Path, files: Any, trust: Trust, classes: tuple[str, ...] | None = None
+    directory: Path,
+    files: ModelFiles,
+    trust: Trust,
+    manifest: contract.Manifest | None = None,
 ) -> Predictor:
-    """The predictor of a downloaded MLflow model (`files`: its training.mlmodel.ModelFiles)."""
-    if files.flavor == "onnx":
+    """The predictor of a downloaded MLflow model, as its MLmodel (`files`) describes it: the
+    ONNX export when mlstack's manifest says there is one, else the model's own flavour.
+    Without a manifest, classes come from the model itself."""
+    classes = manifest.classes if manifest is not None else None
+    if manifest is not None and manifest.onnx:
+        return OnnxPredictor(directory / contract.ONNX_FILE, len(files.features), classes)
+    if files.flavor == ONNX:
         path = directory / files.model_file
         return OnnxPredictor(path, len(files.features), classes or files.classes)
     return SklearnPredictor(

@@ -8,6 +8,7 @@ NotFound for a missing model or version, RegistryUnavailable for the rest.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -299,14 +300,4 @@ def adopt(
     except AdoptError as exc:
         raise InvalidInput(str(exc)) from exc
     log.info("version.adopted", model=name, version=version, changed=done.changed, onnx=done.onnx)
-    return Adoption(
-        model=done.model_name,
-        version=done.version,
-        changed=done.changed,
-        extras_uri=done.extras_uri,
-        onnx=done.onnx,
-        onnx_reason=done.onnx_reason,
-        baseline_features=done.baseline_features,
-        metrics=done.metrics,
-        reason=done.reason,
-    )
+    return Adoption(**dataclasses.asdict(done))

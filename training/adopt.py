@@ -8,9 +8,11 @@ never touched. Running it again with the same data changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from training import contract, mlmodel
 from training.data import DatasetError, load_sample
 from training.evaluate import baseline_statistics, held_out_metrics
 from training.onnx_export import OnnxResult, export
+from training.registry import downloaded_model, probabilities, version_files
 
 ROLE_ADOPT = "adopt"
 
@@ -31,7 +34,7 @@ class AdoptError(Exception):
 
 @dataclass(frozen=True)
 class Adopted:
-    model_name: str
+    model: str  # the registered model's name
     version: str
     changed: bool  # False: the version already carried these extras
     extras_uri: str | None  # None for a version produced by mlstack's round
@@ -56,8 +59,6 @@ def adopt(
     Raises AdoptError (unservable version, bad data: every failing column or line is named)
     before anything is written; MlflowException when MLflow fails.
     """
-    import mlflow
-    import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 
     try:
@@ -66,33 +67,33 @@ def adopt(
         raise AdoptError(f"{name} v{version} does not exist ({exc.message})") from exc
     digest = _digest(data, target, onnx_tolerance)
     tags = mv.tags or {}
-    with tempfile.TemporaryDirectory() as tmp:
+    if tags.get(contract.TAG_EXTRAS_SHA256) == digest and tags.get(contract.TAG_EXTRAS_URI):
+        files = _files(client, name, version)  # the MLmodel alone: nothing else is needed
+        return Adopted(
+            name, version, False, tags[contract.TAG_EXTRAS_URI],
+            tags.get(contract.TAG_ONNX) == "true", tags.get(contract.TAG_ONNX_REASON, ""),
+            len(files.features), {}, "already adopted with this data: nothing changed",
+        )  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp, _downloaded(client, name, version) as loaded:
         work = Path(tmp)
-        root = client.get_model_version_download_uri(name, version).rstrip("/")
-        model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri=root, dst_path=tmp))
-        try:
-            files = mlmodel.read_mlmodel((model_dir / contract.MLMODEL_FILE).read_bytes())
-        except FileNotFoundError as exc:
-            raise AdoptError(f"{name} v{version} is not an MLflow model (no MLmodel)") from exc
-        except contract.ManifestError as exc:
-            raise AdoptError(f"{name} v{version} cannot be served: {exc}") from exc
+        model_dir, files, predictor = loaded
         if (model_dir / contract.MANIFEST_FILE).is_file():
             return Adopted(
                 name, version, False, None, tags.get(contract.TAG_ONNX) == "true",
                 tags.get(contract.TAG_ONNX_REASON, ""), len(files.features), {},
                 "produced by mlstack's round: it carries its extras already",
             )  # fmt: skip
-        if tags.get(contract.TAG_EXTRAS_SHA256) == digest and tags.get(contract.TAG_EXTRAS_URI):
-            return Adopted(
-                name, version, False, tags[contract.TAG_EXTRAS_URI],
-                tags.get(contract.TAG_ONNX) == "true", tags.get(contract.TAG_ONNX_REASON, ""),
-                len(files.features), {}, "already adopted with this data: nothing changed",
-            )  # fmt: skip
         try:
             x, labels, data_sha = load_sample(data, files.features, target)
         except DatasetError as exc:
             raise AdoptError(f"data {data}: {exc}") from exc
-        model, classes, proba = _load(model_dir, files, x.to_numpy(dtype=np.float32))
+        try:
+            proba = np.asarray(probabilities(predictor, x))
+        except ValueError as exc:  # the estimator's own refusal of the rows
+            raise AdoptError(f"the model refuses the data: {exc}") from exc
+        # Without a manifest the sklearn predictor keeps the estimator's class order, which is
+        # the order of the ONNX export's probability columns too.
+        model, classes = getattr(predictor, "_model", None), list(predictor.classes)
         metrics: dict[str, float] = {}
         if labels is not None:
             unknown = sorted(set(labels) - set(classes))
@@ -164,21 +165,33 @@ def _digest(data: Path, target: str | None, tolerance: float) -> str:
     return digest.hexdigest()
 
 
-def _load(model_dir: Path, files: mlmodel.ModelFiles, x: np.ndarray) -> tuple[Any, list[str], Any]:
-    """The model object (for the ONNX export), its classes and its probabilities on `x`."""
-    from app.errors import ModelLoadError
-    from app.predictors import DEFAULT_TRUSTED_TYPES, Trust, load_predictor
-
+def _files(client: Any, name: str, version: str) -> mlmodel.ModelFiles:
     try:
-        predictor = load_predictor(model_dir, files, Trust(DEFAULT_TRUSTED_TYPES, True))
-        proba = predictor.predict_proba(x)
+        return version_files(client, name, version)
+    except OSError as exc:
+        raise AdoptError(f"{name} v{version} is not an MLflow model (no MLmodel): {exc}") from exc
+    except contract.ManifestError as exc:
+        raise AdoptError(f"{name} v{version} cannot be served: {exc}") from exc
+
+
+@contextlib.contextmanager
+def _downloaded(
+    client: Any, name: str, version: str
+) -> Iterator[tuple[Path, mlmodel.ModelFiles, Any]]:
+    """training.registry.downloaded_model, its refusals as AdoptError."""
+    from app.errors import ModelLoadError
+
+    stack = contextlib.ExitStack()
+    try:  # only the download and the load: errors of the caller's body pass unchanged
+        loaded = stack.enter_context(downloaded_model(client, name, version))
+    except OSError as exc:
+        raise AdoptError(f"{name} v{version} is not an MLflow model (no MLmodel): {exc}") from exc
+    except contract.ManifestError as exc:
+        raise AdoptError(f"{name} v{version} cannot be served: {exc}") from exc
     except ModelLoadError as exc:
         raise AdoptError(f"the model cannot be served: {exc}") from exc
-    except ValueError as exc:  # the estimator's own refusal of the rows
-        raise AdoptError(f"the model refuses the data: {exc}") from exc
-    # Without a manifest the sklearn predictor keeps the estimator's class order, which is
-    # the order of the ONNX export's probability columns too.
-    return getattr(predictor, "_model", None), list(predictor.classes), np.asarray(proba)
+    with stack:
+        yield loaded
 
 
 def _log_extras(

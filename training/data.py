@@ -50,11 +50,13 @@ def _clean_name(name: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", name).strip("_")
 
 
-def _content_hash(features: pd.DataFrame, labels: pd.Series) -> str:
+def content_hash(features: pd.DataFrame, labels: pd.Series | None = None) -> str:
+    """SHA-256 of the feature names, their float64 values and the labels (when given)."""
     digest = hashlib.sha256()
     digest.update(",".join(map(str, features.columns)).encode())
     digest.update(np.ascontiguousarray(features.to_numpy(dtype=np.float64)).tobytes())
-    digest.update("\n".join(labels.astype(str)).encode())
+    if labels is not None:
+        digest.update("\n".join(labels.astype(str)).encode())
     return digest.hexdigest()
 
 
@@ -64,7 +66,7 @@ def _bundled(name: str) -> Dataset:
     features.columns = [_clean_name(str(c)) for c in features.columns]
     names = [str(n) for n in bunch.target_names]
     labels = pd.Series([names[i] for i in bunch.target], name="target")
-    return Dataset(name, features, labels, "target", _content_hash(features, labels))
+    return Dataset(name, features, labels, "target", content_hash(features, labels))
 
 
 def load_dataset(
@@ -99,7 +101,7 @@ def _load_csv(path: Path, target: str) -> Dataset:
         raise DatasetError("the CSV file has no feature columns besides the target")
     features = _numeric(frame, feature_names)
     labels = frame[target].str.strip().rename(target)
-    return Dataset(path.stem, features, labels, target, _content_hash(features, labels))
+    return Dataset(path.stem, features, labels, target, content_hash(features, labels))
 
 
 def load_sample(
@@ -127,7 +129,7 @@ def load_sample(
         )
     x = _numeric(frame, list(features))
     labels = frame[target].str.strip().rename(target) if target is not None else None
-    digest = _content_hash(x, labels if labels is not None else pd.Series([], dtype=str))
+    digest = content_hash(x, labels)
     return x, labels, digest
 
 

@@ -8,7 +8,6 @@ manifest, registered, and put through the quality gate. The round uses `publish`
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from training import contract
+from training.data import content_hash
 from training.evaluate import baseline_statistics, held_out_metrics
 from training.gate import Decision
 from training.onnx_export import OnnxResult, export
@@ -109,7 +109,7 @@ def log_classifier(
         raise ValueError(f"y_test holds labels the model does not know: {unknown}")
     proba = proba_in_order(model, x_test.to_numpy(), classes)
     metrics = held_out_metrics(labels, proba, classes)
-    digest = _frame_hash(x_train)
+    digest = content_hash(x_train)
     tags = {
         contract.TAG_DATASET_NAME: dataset_name,
         contract.TAG_DATASET_HASH: digest,
@@ -156,12 +156,6 @@ def log_classifier(
     )
     write_result(result, result_file or result_file_from_environment())
     return result
-
-
-def _frame_hash(frame: pd.DataFrame) -> str:
-    digest = hashlib.sha256(",".join(map(str, frame.columns)).encode())
-    digest.update(np.ascontiguousarray(frame.to_numpy(dtype=np.float64)).tobytes())
-    return digest.hexdigest()
 
 
 def publish(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+from app.predictors import Predictor
 from training import contract, mlmodel
 from training.evaluate import held_out_metrics
 from training.gate import ChampionScore, Decision, decide
@@ -69,19 +72,9 @@ def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion |
         raise
 
 
-def read_manifest(client: MlflowClient, name: str, version: str) -> contract.Manifest:
-    import mlflow.artifacts
-
-    root = client.get_model_version_download_uri(name, version).rstrip("/")
-    with tempfile.TemporaryDirectory() as tmp:
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"{root}/{contract.MANIFEST_FILE}", dst_path=tmp
-        )
-        return contract.Manifest.from_json(Path(local).read_text())
-
-
 def version_files(client: MlflowClient, name: str, version: str) -> mlmodel.ModelFiles:
-    """What a version's MLmodel says (features from its signature). Raises Unservable."""
+    """What a version's MLmodel says (features from its signature), fetching that file alone.
+    Raises Unservable."""
     import mlflow.artifacts
 
     root = client.get_model_version_download_uri(name, version).rstrip("/")
@@ -92,12 +85,13 @@ def version_files(client: MlflowClient, name: str, version: str) -> mlmodel.Mode
         return mlmodel.read_mlmodel(Path(local).read_bytes())
 
 
-def version_probabilities(
-    client: MlflowClient, name: str, version: str, x: pd.DataFrame
-) -> tuple[np.ndarray, list[str]]:
-    """Class probabilities of any servable version on `x` (its features, in signature order)
-    and the classes of the columns, loaded as the service loads it (skops types limited to
-    scikit-learn, numpy and scipy; pickle allowed, as MLflow's own loader would)."""
+@contextlib.contextmanager
+def downloaded_model(
+    client: MlflowClient, name: str, version: str
+) -> Iterator[tuple[Path, mlmodel.ModelFiles, Predictor]]:
+    """A version's model, downloaded once into a temporary folder and loaded as the service
+    loads it (skops types limited to scikit-learn, numpy and scipy; pickle allowed, as
+    MLflow's own loader would: this runs with the caller's trust). Raises Unservable."""
     import mlflow.artifacts
 
     from app.predictors import DEFAULT_TRUSTED_TYPES, Trust, load_predictor
@@ -106,9 +100,12 @@ def version_probabilities(
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(mlflow.artifacts.download_artifacts(artifact_uri=root, dst_path=tmp))
         files = mlmodel.read_mlmodel((directory / contract.MLMODEL_FILE).read_bytes())
-        predictor = load_predictor(directory, files, Trust(DEFAULT_TRUSTED_TYPES, True))
-        rows = np.ascontiguousarray(x[list(files.features)].to_numpy(dtype=np.float32))
-        return predictor.predict_proba(rows), list(predictor.classes)
+        yield directory, files, load_predictor(directory, files, Trust(DEFAULT_TRUSTED_TYPES, True))
+
+
+def probabilities(predictor: Predictor, x: pd.DataFrame) -> np.ndarray:
+    """`predictor`'s class probabilities on the DataFrame `x` (signature order)."""
+    return predictor.predict_proba(np.ascontiguousarray(x.to_numpy(dtype=np.float32)))
 
 
 def score_champion(
@@ -126,19 +123,19 @@ def score_champion(
     if champion is None or str(champion.version) == exclude:
         return None
     version = str(champion.version)
-    try:
-        files = version_files(client, name, version)
-    except (MlflowException, OSError, contract.ManifestError) as exc:
-        return ChampionScore(version, None, f"its MLmodel cannot be read ({exc})")
     features = [str(c) for c in x_test.columns]
-    if list(files.features) != features:
-        return ChampionScore(
-            version,
-            None,
-            f"signature differs: champion features {list(files.features)}, new features {features}",
-        )
     try:
-        proba, champion_classes = version_probabilities(client, name, version, x_test)
+        with downloaded_model(client, name, version) as (_, files, predictor):
+            if list(files.features) != features:
+                return ChampionScore(
+                    version,
+                    None,
+                    f"signature differs: champion features {list(files.features)}, "
+                    f"new features {features}",
+                )
+            proba, champion_classes = probabilities(predictor, x_test), list(predictor.classes)
+    except (MlflowException, OSError, contract.ManifestError) as exc:
+        return ChampionScore(version, None, f"its model cannot be read ({exc})")
     except Exception as exc:  # a champion that no longer loads cannot be compared
         return ChampionScore(version, None, f"it does not load ({exc})")
     if sorted(champion_classes) != sorted(classes):
@@ -266,10 +263,10 @@ def gate_version(
     or line, contract.ManifestError for an unservable version."""
     from training.data import DatasetError, load_sample
 
-    files = version_files(client, name, version)
-    x, labels, _ = load_sample(data, files.features, target)
-    assert labels is not None
-    proba, classes = version_probabilities(client, name, version, x)
+    with downloaded_model(client, name, version) as (_, files, predictor):
+        x, labels, _ = load_sample(data, files.features, target)
+        assert labels is not None
+        proba, classes = probabilities(predictor, x), list(predictor.classes)
     unknown = sorted(set(labels) - set(classes))
     if unknown:
         raise DatasetError(
