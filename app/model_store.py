@@ -39,7 +39,7 @@ class LoadedModel:
     loaded_at: float
     run_metrics: dict[str, float]
     manifest: contract.Manifest | None  # mlstack's extras, when the version carries them
-    classes: np.ndarray = field(repr=False)
+    classes: tuple[str, ...]  # the order of the predictor's probability columns
     # Metric children bound once per version, so the hot path does no label lookups.
     class_counters: tuple[Any, ...] = field(repr=False)
     confidence: Any = field(repr=False)
@@ -47,10 +47,6 @@ class LoadedModel:
     @property
     def version(self) -> str:
         return self.ref.version
-
-    @property
-    def class_names(self) -> tuple[str, ...]:
-        return self.predictor.classes
 
 
 def load_version(
@@ -97,7 +93,7 @@ def load_version(
         loaded_at=time.time(),
         run_metrics=run_metrics,
         manifest=manifest,
-        classes=np.asarray(predictor.classes, dtype=object),
+        classes=predictor.classes,
         class_counters=tuple(metrics.PREDICTIONS.labels(ref.version, c) for c in predictor.classes),
         confidence=metrics.CONFIDENCE.labels(ref.version),
     )

@@ -41,7 +41,7 @@ async def describe_model(store: StoreDep, _: ApiKeyDep) -> ModelDescription:
         source=model.ref.source,
         predictor=model.predictor.kind,
         features=list(model.features),
-        classes=list(model.class_names),
+        classes=list(model.classes),
         metrics={**(manifest.metrics if manifest else {}), **model.run_metrics},
         dataset=manifest.dataset if manifest else None,
         dataset_sha256=manifest.dataset_sha256 if manifest else None,

@@ -58,7 +58,7 @@ class PredictEndpoint:
             return
 
         top = proba.argmax(axis=1).tolist()
-        classes = model.class_names
+        classes = model.classes
         if len(top) == 1:  # the common case, without numpy calls on a one-row array
             confidence = [float(proba[0, top[0]])]
             model.class_counters[top[0]].inc()
