@@ -47,6 +47,13 @@ class BatchTooLarge(InvalidInput):
     source = "limit"
 
 
+class ModelNotFound(ServiceError):
+    """A route names a model or version other than the one being served."""
+
+    status = 404
+    source = "validation"
+
+
 class NotReady(ServiceError):
     status = 503
 

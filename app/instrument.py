@@ -1,39 +1,28 @@
 """The outermost ASGI layer: request id, in-flight gauge, request metrics, one log line per
-request; dispatches POST /predict straight to its handler and everything else to FastAPI."""
+request, the prediction record; dispatches the prediction routes of every protocol straight to
+the pipeline and everything else to FastAPI."""
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from typing import Any
 
 import structlog
 
 from app import metrics
-from app.prediction_log import PredictionShipper
-from app.routes.predict import PredictEndpoint, Receive, Scope, Send, send_json
+from app.asgi import Headers, Message, Receive, Scope, Send, json_response, send_response
+from app.pipeline import Pipeline, Protocol, RequestContext
+from app.prediction_log import PredictionShipper, record
 
 log = structlog.get_logger("app.request")
 
-# Route labels come from this table, never from the request path.
-ROUTES = frozenset(
-    {
-        "/predict",
-        "/model",
-        "/drift",
-        "/livez",
-        "/readyz",
-        "/metrics",
-        "/docs",
-        "/openapi.json",
-        "/docs/oauth2-redirect",
-        "/redoc",
-    }
-)
 METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"})
+_CACHED_PATHS = 1024  # paths remembered with their route; more are matched each time
 
 
-def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
+def _request_id(headers: Headers) -> str:
     for name, value in headers:
         if name == b"x-request-id":
             text = value.decode("latin-1")
@@ -43,22 +32,80 @@ def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
     return os.urandom(16).hex()
 
 
+def _compile(template: str) -> re.Pattern[str]:
+    """`/v1/models/{name}:predict` → a regex with one named group per parameter."""
+    parts = re.split(r"\{(\w+)\}", template)
+    pattern = "".join(
+        re.escape(part) if i % 2 == 0 else f"(?P<{part}>[^/]+)" for i, part in enumerate(parts)
+    )
+    return re.compile(f"^{pattern}$")
+
+
+class RouteTable:
+    """Path → (route template, path parameters), from the application's OpenAPI paths and
+    its top-level routes (the documentation pages).
+
+    Route labels are these templates (e.g. `/v2/models/{name}/infer`), never request paths."""
+
+    def __init__(self, api: Any) -> None:
+        table: dict[str, set[str]] = {}
+        for template, operations in api.openapi()["paths"].items():
+            table.setdefault(template, set()).update(m.upper() for m in operations)
+        for route in api.routes:
+            path = getattr(route, "path", None)
+            if isinstance(path, str):
+                table.setdefault(path, set()).update(getattr(route, "methods", None) or ())
+        self._routes: list[tuple[re.Pattern[str], str, frozenset[str]]] = [
+            (_compile(template), template, frozenset(methods))
+            for template, methods in table.items()
+        ]
+        self._cache: dict[tuple[str, str], tuple[str, dict[str, str]]] = {}
+
+    @property
+    def templates(self) -> frozenset[str]:
+        return frozenset(template for _, template, _ in self._routes)
+
+    def match(self, method: str, path: str) -> tuple[str, dict[str, str]]:
+        key = (method, path)
+        found = self._cache.get(key)
+        if found is not None:
+            return found
+        found = self._find(method, path)
+        if len(self._cache) < _CACHED_PATHS:
+            self._cache[key] = found
+        return found
+
+    def _find(self, method: str, path: str) -> tuple[str, dict[str, str]]:
+        fallback: tuple[str, dict[str, str]] | None = None
+        for regex, template, methods in self._routes:
+            matched = regex.match(path)
+            if matched is None:
+                continue
+            if method in methods or not methods:
+                return template, matched.groupdict()
+            fallback = fallback or (template, {})
+        return fallback or ("other", {})
+
+
 class Instrumented:
     def __init__(
         self,
         api: Any,
-        predict: PredictEndpoint,
+        pipeline: Pipeline,
+        protocols: dict[str, Protocol[Any]],
         log_features: bool,
         shipper: PredictionShipper | None = None,
-        ship_features: bool = False,
-        model_name: str = "",
     ) -> None:
+        """`protocols` maps each POST prediction route's template to its protocol."""
         self.api = api
-        self.predict = predict
+        self.pipeline = pipeline
+        self.protocols = protocols
         self.log_features = log_features
         self.shipper = shipper
-        self.ship_features = ship_features
-        self.model_name = model_name
+        self.route_table = RouteTable(api)
+        missing = set(protocols) - self.route_table.templates
+        if missing:
+            raise ValueError(f"prediction routes without an OpenAPI entry: {sorted(missing)}")
         self._requests: dict[tuple[str, str, int], Any] = {}
         self._durations: dict[tuple[str, str], Any] = {}
 
@@ -72,60 +119,48 @@ class Instrumented:
             return
         started = time.perf_counter()
         path, method = scope["path"], scope["method"]
-        route = path if path in ROUTES else "other"
+        route, params = self.route_table.match(method, path)
         method_label = method if method in METHODS else "other"
-        request_id = _request_id(scope["headers"])
-        context: dict[str, Any] = {}
-        if self.log_features:
-            context["log_features"] = True
+        headers = scope["headers"]
+        request_id = _request_id(headers)
+        context = RequestContext(request_id, route, params, self.log_features)
         scope["mlstack"] = context
-        record: dict[str, Any] | None = None
-        if self.shipper is not None and route == "/predict":
-            record = {"rows": 0, "labels": [], "confidences": [], "error_source": None}
-            if self.ship_features:
-                record["features"] = None
-            scope["mlstack_record"] = record
         id_header = (b"x-request-id", request_id.encode("latin-1"))
-        state = {"status": 500, "started": False}
+        status = 500
+        response_started = False
 
-        async def send_with_id(message: dict[str, Any]) -> None:
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
-                state["status"] = message["status"]
-                state["started"] = True
+                status = message["status"]
+                response_started = True
                 message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
         metrics.IN_FLIGHT.inc()
         try:
-            if route == "/predict" and method == "POST":
-                await self.predict(scope, receive, send_with_id)
+            protocol = self.protocols.get(route) if method == "POST" else None
+            if protocol is not None:
+                await self.pipeline(protocol, context, headers, receive, send_with_id)
             else:
                 store = getattr(self.api.state, "store", None)
                 if store is not None and store.current is not None:
-                    context["model_version"] = store.current.version
+                    context.model_version = store.current.version
                 await self.api(scope, receive, send_with_id)
         except Exception:
             log.exception("request.crashed", request_id=request_id, route=route)
-            context["error"] = "internal error"
-            if record is not None:
-                record["error_source"] = "model"
-            if not state["started"]:
-                await send_json(send_with_id, 500, {"detail": "internal error"})
-            state["status"] = 500
+            context.error = "internal error"
+            context.error_source = "model"
+            if not response_started:
+                await send_response(send_with_id, json_response(500, {"detail": "internal error"}))
+            status = 500
         finally:
             metrics.IN_FLIGHT.dec()
             elapsed = time.perf_counter() - started
-            status = int(state["status"])
             self._count(route, method_label, status, elapsed)
-            if record is not None and self.shipper is not None:
-                record["request_id"] = request_id
-                record["time"] = time.time()
-                record["model_name"] = self.model_name
-                record["model_version"] = context.get("model_version")
-                record["status"] = status
-                record["outcome"] = "success" if status < 400 else "error"
-                record["latency_ms"] = elapsed * 1000
-                self.shipper.add(record)
+            shipper = self.shipper
+            if shipper is not None and context.predicting:
+                shipper.add(record(context, status, elapsed, shipper.features))
             log.info(
                 "request.finished",
                 request_id=request_id,
@@ -134,7 +169,7 @@ class Instrumented:
                 path=path,
                 status=status,
                 latency_ms=round(elapsed * 1000, 3),
-                **context,
+                **context.log_fields(),
             )
 
     def _count(self, route: str, method: str, status: int, elapsed: float) -> None:

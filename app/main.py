@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator
+from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
@@ -20,9 +21,10 @@ from app.auth import ApiKeyCheck
 from app.errors import ServiceError
 from app.instrument import Instrumented
 from app.model_store import ModelStore
+from app.pipeline import Pipeline, Protocol
 from app.prediction_log import PredictionShipper
-from app.routes import drift, health, model
-from app.routes.predict import PredictEndpoint, docs_router
+from app.protocols import prediction_routes
+from app.routes import drift, health, model, predict
 from app.settings import Settings
 
 log = structlog.get_logger("app.main")
@@ -38,17 +40,9 @@ def create_app(settings: Settings | None = None) -> Instrumented:
     store = ModelStore(settings)
     auth = ApiKeyCheck(settings.resolved_api_key(), settings.api_key_header)
     metrics.MODEL_LOADED.set(0)
-    shipper = None
-    if settings.prediction_log_url:
-        shipper = PredictionShipper(
-            settings.prediction_log_url,
-            settings.prediction_log_key(),
-            settings.api_key_header,
-            settings.prediction_log_batch,
-            settings.prediction_log_interval_seconds,
-            settings.prediction_log_queue,
-            settings.mlflow_timeout_seconds,
-        )
+    shipping = settings.prediction_log()
+    shipper = PredictionShipper(shipping) if shipping is not None else None
+    protocols: dict[str, Protocol[Any]] = prediction_routes(settings.protocols)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -88,7 +82,8 @@ def create_app(settings: Settings | None = None) -> Instrumented:
     api.state.settings = settings
     api.state.store = store
     api.state.auth = auth
-    api.include_router(docs_router)
+    api.state.protocols = protocols
+    api.include_router(predict.docs_router)
     api.include_router(model.router)
     api.include_router(drift.router)
     api.include_router(health.router)
@@ -97,12 +92,5 @@ def create_app(settings: Settings | None = None) -> Instrumented:
     async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=exc.status)
 
-    predict = PredictEndpoint(store, auth, settings.max_body_bytes, settings.max_batch_rows)
-    return Instrumented(
-        api,
-        predict,
-        settings.log_features,
-        shipper,
-        settings.prediction_log_features,
-        settings.model_name,
-    )
+    pipeline = Pipeline(store, auth, settings.limits)
+    return Instrumented(api, pipeline, protocols, settings.log_features, shipper)

@@ -27,6 +27,8 @@ from training import contract, mlmodel
 
 log = structlog.get_logger("app.model_store")
 T = TypeVar("T")
+# Rows of the input example shown as example bodies (GET /model, V2 model metadata).
+EXAMPLE_ROWS = 3
 
 
 @dataclass(frozen=True)
@@ -40,13 +42,22 @@ class LoadedModel:
     run_metrics: dict[str, float]
     manifest: contract.Manifest | None  # mlstack's extras, when the version carries them
     classes: tuple[str, ...]  # the order of the predictor's probability columns
+    files: mlmodel.ModelFiles  # what the version's MLmodel says
+    # A few rows of the version's input example (None without one), for example bodies.
+    examples: np.ndarray | None
     # Metric children bound once per version, so the hot path does no label lookups.
     class_counters: tuple[Any, ...] = field(repr=False)
     confidence: Any = field(repr=False)
+    # The header every prediction answer carries.
+    version_header: tuple[tuple[bytes, bytes], ...] = field(init=False, repr=False)
 
     @property
     def version(self) -> str:
         return self.ref.version
+
+    def __post_init__(self) -> None:
+        header = ((b"x-model-version", self.ref.version.encode()),)
+        object.__setattr__(self, "version_header", header)
 
 
 def load_version(
@@ -73,7 +84,7 @@ def load_version(
             f"signature's {list(features)}"
         )
     predictor = load_predictor(directory, files, settings.trust(), manifest)
-    rows = _smoke_rows(ref, directory, files, features)
+    rows, from_example = _smoke_rows(ref, directory, files, features)
     proba = predictor.predict_proba(rows)
     if proba.shape != (len(rows), len(predictor.classes)) or not np.allclose(
         proba.sum(axis=1), 1.0, atol=1e-3
@@ -94,6 +105,8 @@ def load_version(
         run_metrics=run_metrics,
         manifest=manifest,
         classes=predictor.classes,
+        files=files,
+        examples=rows[:EXAMPLE_ROWS] if from_example else None,
         class_counters=tuple(metrics.PREDICTIONS.labels(ref.version, c) for c in predictor.classes),
         confidence=metrics.CONFIDENCE.labels(ref.version),
     )
@@ -105,11 +118,12 @@ def _optional(path: Path, parse: Callable[[bytes], T]) -> T | None:
 
 def _smoke_rows(
     ref: VersionRef, directory: Path, files: mlmodel.ModelFiles, features: tuple[str, ...]
-) -> np.ndarray:
+) -> tuple[np.ndarray, bool]:
+    """Rows to check the model with, and whether they come from its input example."""
     example_path = directory / (files.input_example or contract.INPUT_EXAMPLE_FILE)
     if not example_path.is_file():
         log.info("model.smoke_from_signature", version=ref.version, features=len(features))
-        return np.zeros((1, len(features)), dtype=np.float32)
+        return np.zeros((1, len(features)), dtype=np.float32), False
     try:
         example = orjson.loads(example_path.read_bytes())
         columns = example.get("columns") if isinstance(example, dict) else None
@@ -118,7 +132,8 @@ def _smoke_rows(
                 f"v{ref.version}: input example columns {columns} differ from the signature "
                 f"{list(features)}"
             )
-        return np.asarray(example["data"], dtype=np.float32).reshape(-1, len(features))
+        rows = np.asarray(example["data"], dtype=np.float32).reshape(-1, len(features))
+        return rows, True
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise ModelRefused(f"v{ref.version}: the input example is unreadable: {exc}") from exc
 

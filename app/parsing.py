@@ -14,11 +14,19 @@ from typing import Any
 import numpy as np
 import orjson
 
-from app.errors import BatchTooLarge, InvalidInput, MalformedJson
+from app.errors import BatchTooLarge, InvalidInput, MalformedJson, UnsupportedMediaType
 
 _NUMBER = (int, float)
 _NUMBER_TYPES = frozenset(_NUMBER)
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def require_json(content_type: bytes) -> None:
+    """Raise UnsupportedMediaType unless the content type is application/json."""
+    if not content_type.lower().startswith(b"application/json"):
+        raise UnsupportedMediaType(
+            f"content type must be application/json, got {content_type.decode('latin-1')!r}"
+        )
 
 
 def decode(body: bytes) -> Any:

@@ -1,4 +1,5 @@
-"""The prediction log: one record per /predict request, shipped to the control plane in batches.
+"""The prediction log: one record per prediction request (any protocol), shipped to the
+control plane in batches.
 
 The request path only appends a dict to a bounded deque. A background task sends a batch as soon
 as `batch` records wait and what is left every `interval` seconds, retries with back-off while
@@ -19,33 +20,50 @@ import orjson
 import structlog
 
 from app import metrics
+from app.pipeline import RequestContext
+from app.settings import PredictionLogSettings
 
 log = structlog.get_logger("app.prediction_log")
 
 PATH = "/v1/predictions"
 
 
+def record(
+    context: RequestContext, status: int, latency_seconds: float, features: bool
+) -> dict[str, Any]:
+    """The prediction record of one finished request (the control plane's PredictionRecord)."""
+    rows = context.rows
+    entry: dict[str, Any] = {
+        "request_id": context.request_id,
+        "time": time.time(),
+        "model_name": context.model_name,
+        "model_version": context.model_version,
+        "status": status,
+        "outcome": "success" if status < 400 else "error",
+        "error_source": context.error_source,
+        "latency_ms": latency_seconds * 1000,
+        "rows": 0 if context.labels is None else len(context.labels),
+        "labels": context.labels or [],
+        "confidences": context.confidences or [],
+    }
+    if features:
+        entry["features"] = None if rows is None or context.labels is None else rows.tolist()
+    return entry
+
+
 class PredictionShipper:
-    def __init__(
-        self,
-        url: str,
-        api_key: bytes | None,
-        api_key_header: str,
-        batch: int,
-        interval: float,
-        capacity: int,
-        timeout: float,
-    ) -> None:
-        self._url = url.rstrip("/") + PATH
+    def __init__(self, settings: PredictionLogSettings) -> None:
+        self._url = settings.url.rstrip("/") + PATH
         self._headers = {"content-type": "application/json"}
-        if api_key is not None:
-            self._headers[api_key_header] = api_key.decode()
-        self._batch = batch
-        self._interval = interval
-        self._timeout = timeout
+        if settings.api_key is not None:
+            self._headers[settings.api_key_header] = settings.api_key.decode()
+        self._batch = settings.batch
+        self._interval = settings.interval_seconds
+        self._timeout = settings.timeout_seconds
         self._queue: deque[dict[str, Any]] = deque()
-        self._capacity = capacity
+        self._capacity = settings.queue
         self._wake = asyncio.Event()
+        self.features = settings.features
 
     def add(self, record: dict[str, Any]) -> None:
         """Queue one record (event loop only: no lock). Drops the oldest when full."""

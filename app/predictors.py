@@ -27,7 +27,10 @@ DEFAULT_TRUSTED_TYPES: tuple[str, ...] = ("sklearn.", "numpy.", "scipy.")
 
 class Predictor(Protocol):
     kind: str
-    classes: tuple[str, ...]
+    classes: tuple[str, ...]  # as text: the labels of /predict, V2 and the metrics
+    # The same classes as the model holds them (int, str, ...), JSON-ready: what MLflow's
+    # `predict` answers.
+    class_values: tuple[Any, ...]
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray: ...
 
@@ -89,7 +92,18 @@ class OnnxPredictor:
         self._input = tensor.name
         self._dtype = np.float64 if tensor.type == "tensor(double)" else np.float32
         self._outputs = [self._probabilities_output()]
-        self.classes = classes if classes is not None else _onnx_classes(path, self._label_output())
+        if classes is None:
+            values = _onnx_classes(path, self._label_output())
+            self.classes = tuple(str(c) for c in values)
+        else:
+            # Given as text (manifest, metadata): the graph still says whether they are ints.
+            self.classes = classes
+            try:
+                by_text = {str(v): v for v in _onnx_classes(path, self._label_output())}
+            except ModelRefused:
+                by_text = {}
+            values = tuple(by_text.get(c, c) for c in classes)
+        self.class_values = values
 
     def _probabilities_output(self) -> str:
         outputs = self._session.get_outputs()
@@ -129,8 +143,9 @@ class OnnxPredictor:
         return np.asarray(result, dtype=np.float32)
 
 
-def _onnx_classes(path: Path, label: str) -> tuple[str, ...]:
-    """The class labels an ONNX classifier's label output takes, read from its graph."""
+def _onnx_classes(path: Path, label: str) -> tuple[Any, ...]:
+    """The class labels an ONNX classifier's label output takes, read from its graph (int
+    labels stay ints)."""
     import onnx
     from onnx import numpy_helper
 
@@ -146,10 +161,10 @@ def _onnx_classes(path: Path, label: str) -> tuple[str, ...]:
             if attribute.name in ("classlabels_strings",):
                 return tuple(s.decode() for s in attribute.strings)
             if attribute.name in ("classlabels_ints", "classlabels_int64s"):
-                return tuple(str(i) for i in attribute.ints)
+                return tuple(int(i) for i in attribute.ints)
         if node.op_type == "ArrayFeatureExtractor" and node.input[0] in constants:
             values = numpy_helper.to_array(constants[node.input[0]]).ravel()
-            return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in values.tolist())
+            return tuple(v.decode() if isinstance(v, bytes) else v for v in values.tolist())
         if node.op_type not in ("Cast", "Identity", "Reshape", "Squeeze", "Flatten"):
             break
         name = node.input[0]
@@ -178,7 +193,9 @@ class SklearnPredictor:
                 "give class probabilities (a regressor, or e.g. SVC without probability=True, "
                 "cannot be served)"
             )
-        model_classes = [str(c) for c in getattr(model, "classes_", [])]
+        raw = getattr(model, "classes_", [])
+        values = raw.tolist() if isinstance(raw, np.ndarray) else list(raw)
+        model_classes = [str(c) for c in values]
         if len(model_classes) < 2:
             raise ModelRefused(f"{type(model).__name__} has no classes_ with 2 or more classes")
         self.classes = classes if classes is not None else tuple(model_classes)
@@ -197,6 +214,7 @@ class SklearnPredictor:
         # were checked against the signature above, once.
         warnings.filterwarnings("ignore", message="X does not have valid feature names")
         order = [model_classes.index(c) for c in self.classes]
+        self.class_values = tuple(values[i] for i in order)
         self._order = None if order == list(range(len(order))) else order
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:

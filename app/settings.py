@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -11,6 +12,35 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.predictors import DEFAULT_TRUSTED_TYPES, Trust
 from training import contract
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one prediction request may hold, whatever its protocol."""
+
+    max_body_bytes: int
+    max_batch_rows: int
+
+
+@dataclass(frozen=True)
+class PredictionLogSettings:
+    """Where and how prediction records are shipped (the shipper's whole configuration)."""
+
+    url: str
+    api_key: bytes | None
+    api_key_header: str
+    batch: int
+    interval_seconds: float
+    queue: int
+    features: bool  # ship each request's raw feature values too
+    timeout_seconds: float
+
+
+@dataclass(frozen=True)
+class ProtocolSettings:
+    """Choices of the protocol renderers."""
+
+    v1_probabilities: bool  # KServe V1 answers probabilities instead of labels
 
 
 class Settings(BaseSettings):
@@ -36,10 +66,14 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Listen address of `python -m app`.")
     port: int = Field(8080, ge=1, le=65535, description="Listen port of `python -m app`.")
-    max_batch_rows: int = Field(1000, ge=1, description="Most rows in one /predict request.")
-    max_body_bytes: int = Field(1_048_576, ge=64, description="Largest /predict body.")
+    max_batch_rows: int = Field(
+        1000, ge=1, description="Most rows in one prediction request (any protocol)."
+    )
+    max_body_bytes: int = Field(
+        1_048_576, ge=64, description="Largest prediction request body (any protocol)."
+    )
     api_key: SecretStr | None = Field(
-        None, description="API key for /predict and /model (enables auth)."
+        None, description="API key for the prediction and model routes (enables auth)."
     )
     api_key_file: Path | None = Field(
         None, description="File holding the API key, e.g. a mounted Secret (enables auth)."
@@ -72,6 +106,11 @@ class Settings(BaseSettings):
     prediction_log_features: bool = Field(
         False, description="Include raw feature values in prediction records."
     )
+    v1_probabilities: bool = Field(
+        False,
+        description="KServe V1 `:predict` answers class probabilities instead of labels (a "
+        'request\'s `"parameters": {"probabilities": ...}` decides for itself).',
+    )
     skops_trusted_types: str = Field(
         ",".join(DEFAULT_TRUSTED_TYPES),
         description="Comma-separated types a skops model file may hold: a name ending in '.' "
@@ -93,6 +132,29 @@ class Settings(BaseSettings):
         if self.drift_min_rows > self.drift_window:
             raise ValueError("MLSTACK_DRIFT_MIN_ROWS cannot exceed MLSTACK_DRIFT_WINDOW")
         return self
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.max_body_bytes, self.max_batch_rows)
+
+    @property
+    def protocols(self) -> ProtocolSettings:
+        return ProtocolSettings(v1_probabilities=self.v1_probabilities)
+
+    def prediction_log(self) -> PredictionLogSettings | None:
+        """None when the prediction log is off. Raises ValueError for an unreadable key file."""
+        if not self.prediction_log_url:
+            return None
+        return PredictionLogSettings(
+            url=self.prediction_log_url,
+            api_key=self.prediction_log_key(),
+            api_key_header=self.api_key_header,
+            batch=self.prediction_log_batch,
+            interval_seconds=self.prediction_log_interval_seconds,
+            queue=self.prediction_log_queue,
+            features=self.prediction_log_features,
+            timeout_seconds=self.mlflow_timeout_seconds,
+        )
 
     def trust(self) -> Trust:
         types = tuple(t.strip() for t in self.skops_trusted_types.split(",") if t.strip())

@@ -37,6 +37,11 @@ class ModelFiles:
     features: tuple[str, ...]  # the signature's input columns, in order
     input_example: str | None  # relative path of the logged input example, if any
     classes: tuple[str, ...] | None  # `metadata.classes`, when the logger gave it
+    # The signature's MLflow column types, in `features` order ("double", "long", ...).
+    feature_types: tuple[str, ...] = ()
+    # What the pyfunc flavour's predict answers: "predict" (labels) or "predict_proba".
+    predict_fn: str = "predict"
+    mlflow_version: str | None = None  # the MLflow that logged the model
 
 
 def read_mlmodel(text: str | bytes) -> ModelFiles:
@@ -64,7 +69,10 @@ def read_mlmodel(text: str | bytes) -> ModelFiles:
     if not isinstance(model_file, str) or not model_file:
         raise Unservable(f"MLmodel's {flavor} flavour names no model file")
     _relative(model_file)
-    features = _features(data.get("signature"))
+    columns = _columns(data.get("signature"))
+    pyfunc = flavors.get("python_function")
+    predict_fn = pyfunc.get("predict_fn") if isinstance(pyfunc, dict) else None
+    version = data.get("mlflow_version")
     example_info = data.get("saved_input_example_info")
     example = None
     if isinstance(example_info, dict) and example_info.get("type") == "dataframe":
@@ -75,9 +83,12 @@ def read_mlmodel(text: str | bytes) -> ModelFiles:
         flavor=flavor,
         model_file=model_file,
         serialization_format=serialization,
-        features=features,
+        features=tuple(name for name, _ in columns),
         input_example=example,
         classes=tuple(str(c) for c in classes) if isinstance(classes, list) else None,
+        feature_types=tuple(kind for _, kind in columns),
+        predict_fn=predict_fn if isinstance(predict_fn, str) and predict_fn else "predict",
+        mlflow_version=str(version) if version else None,
     )
 
 
@@ -95,7 +106,8 @@ _SIGNATURE_HINT: Final = (
 )
 
 
-def _features(signature: Any) -> tuple[str, ...]:
+def _columns(signature: Any) -> list[tuple[str, str]]:
+    """(name, MLflow type) of every input column, in order."""
     if not isinstance(signature, dict) or not signature.get("inputs"):
         raise Unservable(f"the model has no signature: {_SIGNATURE_HINT}")
     try:
@@ -104,7 +116,7 @@ def _features(signature: Any) -> tuple[str, ...]:
         raise Unservable(f"the signature's inputs are not JSON: {exc}") from exc
     if not isinstance(inputs, list) or not inputs:
         raise Unservable(f"the signature lists no inputs: {_SIGNATURE_HINT}")
-    names: list[str] = []
+    columns: list[tuple[str, str]] = []
     for position, column in enumerate(inputs):
         if not isinstance(column, dict) or column.get("type") == "tensor" or not column.get("name"):
             shown = column.get("tensor-spec", column) if isinstance(column, dict) else column
@@ -118,7 +130,7 @@ def _features(signature: Any) -> tuple[str, ...]:
                 f"signature column {name!r} is of type {kind}: mlstack serves numeric features "
                 "only; encode it inside the Pipeline from a numeric column"
             )
-        if name in names:
+        if any(name == known for known, _ in columns):
             raise Unservable(f"signature column {name!r} appears twice")
-        names.append(name)
-    return tuple(names)
+        columns.append((name, kind))
+    return columns

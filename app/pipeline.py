@@ -1,0 +1,201 @@
+"""The one request pipeline of every prediction route: parse → predict → observe → render.
+
+A protocol (`/predict`, Open Inference Protocol V2, KServe V1, MLflow `/invocations`) is a
+parser and a renderer only. Everything else is here, once: the API key, the body limit, the
+model read once per request, metrics, drift and what the prediction log and the request log
+line need (the `RequestContext`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+from app.asgi import ClientDisconnected, Headers, Receive, Response, Send, read_body, send_response
+from app.auth import ApiKeyCheck
+from app.errors import ModelNotFound, NotReady, ServiceError
+from app.metrics import observe_many
+from app.model_store import LoadedModel, ModelStore
+from app.settings import Limits
+
+S = TypeVar("S")
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """What the steps of one request share, and what its log line and prediction record say.
+
+    Created by the outer ASGI layer for every request; the pipeline fills it in."""
+
+    request_id: str
+    route: str
+    params: dict[str, str] = field(default_factory=dict)  # from the route's path template
+    log_features: bool = False
+    predicting: bool = False  # a prediction route: its outcome goes to the prediction log
+    model_name: str | None = None
+    model_version: str | None = None
+    error: str | None = None
+    error_source: str | None = None
+    rows: np.ndarray | None = None
+    labels: list[str] | None = None
+    confidences: list[float] | None = None
+
+    def fail(self, exc: ServiceError) -> None:
+        self.error = str(exc)
+        self.error_source = exc.source
+
+    def log_fields(self) -> dict[str, Any]:
+        """The request log line's model and outcome fields (features only when asked)."""
+        fields: dict[str, Any] = {}
+        if self.model_version is not None:
+            fields["model_version"] = self.model_version
+        if self.error is not None:
+            fields["error"] = self.error
+        if self.log_features and self.rows is not None:
+            fields["features"] = self.rows.tolist()
+        return fields
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What a parser is given: the raw body and headers, and the served model."""
+
+    body: bytes
+    headers: Headers
+    content_type: bytes
+    model: LoadedModel
+    limits: Limits
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """The model's answer for the parsed rows."""
+
+    proba: np.ndarray  # float32 [rows, classes], columns in `model.classes` order
+    top: list[int]  # index of the predicted class of each row
+    labels: list[str]
+    confidence: list[float]  # probability of the predicted class of each row
+
+
+class Protocol(ABC, Generic[S]):
+    """One wire protocol: a parser to rows and a renderer of the prediction.
+
+    `S` is what the parser keeps for the renderer (the requested outputs, the body's form)."""
+
+    name: str  # also the key of its example body in GET /model
+
+    @abstractmethod
+    def parse(self, request: Request) -> tuple[np.ndarray, S]:
+        """Float32 rows [n, features] in the model's feature order, and the renderer's state.
+
+        Raises a ServiceError naming the field, shape or limit at fault."""
+
+    @abstractmethod
+    def render(self, state: S, prediction: Prediction, model: LoadedModel) -> Response: ...
+
+    @abstractmethod
+    def refuse(self, exc: ServiceError) -> Response:
+        """The protocol's own error body for `exc`."""
+
+    def example(self, model: LoadedModel, rows: np.ndarray) -> Any:
+        """A request body of this protocol for `rows`, for clients to try the model with."""
+        return None
+
+
+def check_target(params: dict[str, str], model: LoadedModel) -> None:
+    """A route naming a model (and a version) must name the one being served."""
+    name = params.get("name")
+    if name is not None and name != model.ref.name:
+        raise ModelNotFound(
+            f"model {name!r} is not served here: this server serves {model.ref.name!r}"
+        )
+    version = params.get("version")
+    if version is not None and version != model.version:
+        raise ModelNotFound(
+            f"version {version!r} of {name!r} is not served here: the version being served is "
+            f"{model.version!r}"
+        )
+
+
+def predict(model: LoadedModel, rows: np.ndarray) -> Prediction:
+    proba = model.predictor.predict_proba(rows)
+    top = proba.argmax(axis=1).tolist()
+    classes = model.classes
+    if len(top) == 1:  # the common case, without numpy calls on a one-row array
+        confidence = [float(proba[0, top[0]])]
+    else:
+        confidence = proba[np.arange(len(top)), top].tolist()
+    return Prediction(proba, top, [classes[i] for i in top], confidence)
+
+
+def observe(model: LoadedModel, rows: np.ndarray, prediction: Prediction) -> None:
+    """Per-class counts, the confidence histogram and the drift window."""
+    top = prediction.top
+    if len(top) == 1:
+        model.class_counters[top[0]].inc()
+        model.confidence.observe(prediction.confidence[0])
+    else:
+        for index, count in enumerate(np.bincount(top, minlength=len(model.classes)).tolist()):
+            if count:
+                model.class_counters[index].inc(count)
+        observe_many(model.confidence, np.asarray(prediction.confidence))
+    if model.drift is not None:
+        model.drift.add(rows)
+
+
+class Pipeline:
+    """Serves one prediction request of any protocol."""
+
+    def __init__(self, store: ModelStore, auth: ApiKeyCheck, limits: Limits) -> None:
+        self.store = store
+        self.auth = auth
+        self.limits = limits
+
+    async def __call__(
+        self,
+        protocol: Protocol[Any],
+        context: RequestContext,
+        headers: Headers,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        context.predicting = True
+        context.model_name = self.store.settings.model_name
+        try:
+            self.auth.check(headers)
+            content_type, declared = _content_headers(headers)
+            body = await read_body(receive, declared, self.limits.max_body_bytes)
+            model = self.store.current  # read once: this request finishes on this model
+            if model is None:
+                raise NotReady("no model is loaded yet")
+            context.model_name = model.ref.name
+            context.model_version = model.version
+            check_target(context.params, model)
+            rows, state = protocol.parse(Request(body, headers, content_type, model, self.limits))
+            prediction = predict(model, rows)
+        except ServiceError as exc:
+            context.fail(exc)
+            await send_response(send, protocol.refuse(exc))
+            return
+        except ClientDisconnected:
+            context.error = "client disconnected"
+            return
+        observe(model, rows, prediction)
+        context.rows = rows
+        context.labels = prediction.labels
+        context.confidences = prediction.confidence
+        await send_response(send, protocol.render(state, prediction, model), model.version_header)
+
+
+def _content_headers(headers: Headers) -> tuple[bytes, bytes | None]:
+    content_type = b""
+    declared = None
+    for name, value in headers:
+        if name == b"content-type":
+            content_type = value
+        elif name == b"content-length":
+            declared = value
+    return content_type, declared
