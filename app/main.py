@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from app import log as app_log
 from app import metrics
@@ -23,7 +23,7 @@ from app.instrument import Instrumented
 from app.model_store import ModelStore
 from app.pipeline import Pipeline, Protocol
 from app.prediction_log import PredictionShipper
-from app.protocols import prediction_routes
+from app.protocols import error_form, prediction_routes
 from app.routes import drift, health, model, predict
 from app.settings import Settings
 
@@ -89,8 +89,13 @@ def create_app(settings: Settings | None = None) -> Instrumented:
     api.include_router(health.router)
 
     @api.exception_handler(ServiceError)
-    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+    async def service_error(request: Request, exc: ServiceError) -> Response:
+        context = request.scope.get("mlstack")
+        form = error_form(context.route, protocols) if context is not None else None
+        if form is None:
+            return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+        refusal = form.refuse(exc)
+        return Response(refusal.body, refusal.status, media_type=refusal.content_type.decode())
 
     pipeline = Pipeline(store, auth, settings.limits)
     return Instrumented(api, pipeline, protocols, settings.log_features, shipper)

@@ -86,6 +86,9 @@ class Protocol(ABC, Generic[S]):
     `S` is what the parser keeps for the renderer (the requested outputs, the body's form)."""
 
     name: str  # also the key of its example body in GET /model
+    # Templates of the protocol's other routes (metadata, health): their errors take the
+    # protocol's form too (app.protocols.error_form).
+    route_prefixes: tuple[str, ...] = ()
 
     @abstractmethod
     def parse(self, request: Request) -> tuple[np.ndarray, S]:
