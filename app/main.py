@@ -24,7 +24,7 @@ from app.model_store import ModelStore
 from app.pipeline import Pipeline, Protocol
 from app.prediction_log import PredictionShipper
 from app.protocols import error_form, prediction_routes
-from app.routes import drift, health, model, predict
+from app.routes import drift, health, kserve_v1, mlflow_scoring, model, predict, v2
 from app.settings import Settings
 
 log = structlog.get_logger("app.main")
@@ -87,6 +87,9 @@ def create_app(settings: Settings | None = None) -> Instrumented:
     api.include_router(model.router)
     api.include_router(drift.router)
     api.include_router(health.router)
+    api.include_router(v2.router)
+    api.include_router(kserve_v1.router)
+    api.include_router(mlflow_scoring.router)
 
     @api.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> Response:

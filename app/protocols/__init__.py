@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.pipeline import Protocol
+from app.protocols import kserve_v1, mlflow_scoring, v2
 from app.protocols.native import Native
 from app.settings import ProtocolSettings
 
@@ -17,6 +18,8 @@ def prediction_routes(settings: ProtocolSettings) -> dict[str, Protocol[Any]]:
     """Route template → protocol, for every POST route the pipeline serves."""
     native = Native()
     routes: dict[str, Protocol[Any]] = {"/predict": native}
+    for protocol in (v2, kserve_v1, mlflow_scoring):
+        routes.update(protocol.routes(settings))
     return routes
 
 

@@ -1,0 +1,7 @@
+"""Placeholder: the protocol's routes land in the next commits."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()
