@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
 from app.auth import ApiKeyCheck
 from app.model_store import ModelStore
+from app.pipeline import Protocol
 from app.settings import Settings
 
 
@@ -21,6 +22,12 @@ def get_app_settings(request: Request) -> Settings:
     return settings
 
 
+def get_protocols(request: Request) -> dict[str, Protocol[Any]]:
+    """POST route template → protocol (app.protocols.prediction_routes)."""
+    protocols: dict[str, Protocol[Any]] = request.app.state.protocols
+    return protocols
+
+
 def require_api_key(request: Request) -> None:
     auth: ApiKeyCheck = request.app.state.auth
     auth.check(request.scope["headers"])
@@ -29,3 +36,4 @@ def require_api_key(request: Request) -> None:
 StoreDep = Annotated[ModelStore, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 ApiKeyDep = Annotated[None, Depends(require_api_key)]
+ProtocolsDep = Annotated[dict[str, Protocol[Any]], Depends(get_protocols)]

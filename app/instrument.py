@@ -141,7 +141,10 @@ class Instrumented:
         try:
             protocol = self.protocols.get(route) if method == "POST" else None
             if protocol is not None:
-                await self.pipeline(protocol, context, headers, receive, send_with_id)
+                # The pipeline adds the id header itself and says its status: no send wrapper.
+                await self.pipeline(protocol, context, headers, receive, send, id_header)
+                status = context.status or status
+                response_started = context.status != 0
             else:
                 store = getattr(self.api.state, "store", None)
                 if store is not None and store.current is not None:
@@ -151,7 +154,7 @@ class Instrumented:
             log.exception("request.crashed", request_id=request_id, route=route)
             context.error = "internal error"
             context.error_source = "model"
-            if not response_started:
+            if not response_started and not context.status:
                 await send_response(send_with_id, json_response(500, {"detail": "internal error"}))
             status = 500
         finally:
@@ -181,4 +184,4 @@ class Instrumented:
         duration = self._durations.get(key[:2])
         if duration is None:
             duration = self._durations[key[:2]] = metrics.REQUEST_DURATION.labels(route, method)
-        duration.observe(elapsed)
+        metrics.observe_one(duration, elapsed)

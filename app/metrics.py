@@ -6,6 +6,7 @@ features), never from the request.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from typing import Any
 
 import numpy as np
@@ -82,6 +83,14 @@ PREDICTION_LOG_QUEUE = Gauge(
 
 for _outcome in ("success", "failed", "refused"):
     RELOADS.labels(_outcome)
+
+
+def observe_one(child: Any, value: float) -> None:
+    """`child.observe(value)` for a histogram child, with one C-level bisection instead of
+    prometheus-client's Python loop over the buckets (the same counters are filled: `le`
+    inclusive, and the sum). On the request path twice per request."""
+    child._buckets[bisect_left(child._upper_bounds, value)].inc(1)
+    child._sum.inc(value)
 
 
 def observe_many(child: Any, values: np.ndarray) -> None:

@@ -9,32 +9,28 @@ line need (the `RequestContext`).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 
 from app.asgi import ClientDisconnected, Headers, Receive, Response, Send, read_body, send_response
 from app.auth import ApiKeyCheck
 from app.errors import ModelNotFound, NotReady, ServiceError
-from app.metrics import observe_many
+from app.metrics import observe_many, observe_one
 from app.model_store import LoadedModel, ModelStore
 from app.settings import Limits
 
 S = TypeVar("S")
 
 
-@dataclass(slots=True)
 class RequestContext:
     """What the steps of one request share, and what its log line and prediction record say.
 
-    Created by the outer ASGI layer for every request; the pipeline fills it in."""
+    Created by the outer ASGI layer for every request; the pipeline fills it in. (A plain
+    class: the fields left at their class-level default cost nothing per request.)"""
 
-    request_id: str
-    route: str
-    params: dict[str, str] = field(default_factory=dict)  # from the route's path template
-    log_features: bool = False
     predicting: bool = False  # a prediction route: its outcome goes to the prediction log
+    status: int = 0  # the status the pipeline answered with (0: none yet)
     model_name: str | None = None
     model_version: str | None = None
     error: str | None = None
@@ -42,6 +38,14 @@ class RequestContext:
     rows: np.ndarray | None = None
     labels: list[str] | None = None
     confidences: list[float] | None = None
+
+    def __init__(
+        self, request_id: str, route: str, params: dict[str, str], log_features: bool = False
+    ) -> None:
+        self.request_id = request_id
+        self.route = route
+        self.params = params  # from the route's path template
+        self.log_features = log_features
 
     def fail(self, exc: ServiceError) -> None:
         self.error = str(exc)
@@ -59,8 +63,7 @@ class RequestContext:
         return fields
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+class Request(NamedTuple):
     """What a parser is given: the raw body and headers, and the served model."""
 
     body: bytes
@@ -70,8 +73,7 @@ class Request:
     limits: Limits
 
 
-@dataclass(frozen=True, slots=True)
-class Prediction:
+class Prediction(NamedTuple):
     """The model's answer for the parsed rows."""
 
     proba: np.ndarray  # float32 [rows, classes], columns in `model.classes` order
@@ -139,7 +141,7 @@ def observe(model: LoadedModel, rows: np.ndarray, prediction: Prediction) -> Non
     top = prediction.top
     if len(top) == 1:
         model.class_counters[top[0]].inc()
-        model.confidence.observe(prediction.confidence[0])
+        observe_one(model.confidence, prediction.confidence[0])
     else:
         for index, count in enumerate(np.bincount(top, minlength=len(model.classes)).tolist()):
             if count:
@@ -164,7 +166,10 @@ class Pipeline:
         headers: Headers,
         receive: Receive,
         send: Send,
+        id_header: tuple[bytes, bytes],
     ) -> None:
+        """Answer one request; `context.status` says with which status (the answer carries
+        `id_header` and the served version)."""
         context.predicting = True
         context.model_name = self.store.settings.model_name
         try:
@@ -181,7 +186,9 @@ class Pipeline:
             prediction = predict(model, rows)
         except ServiceError as exc:
             context.fail(exc)
-            await send_response(send, protocol.refuse(exc))
+            refusal = protocol.refuse(exc)
+            context.status = refusal.status
+            await send_response(send, refusal, (id_header,))
             return
         except ClientDisconnected:
             context.error = "client disconnected"
@@ -190,7 +197,9 @@ class Pipeline:
         context.rows = rows
         context.labels = prediction.labels
         context.confidences = prediction.confidence
-        await send_response(send, protocol.render(state, prediction, model), model.version_header)
+        response = protocol.render(state, prediction, model)
+        context.status = response.status
+        await send_response(send, response, (*model.version_header, id_header))
 
 
 def _content_headers(headers: Headers) -> tuple[bytes, bytes | None]:

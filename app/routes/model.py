@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from pydantic import BaseModel
+from typing import Any
 
-from app.deps import ApiKeyDep, StoreDep
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from app.deps import ApiKeyDep, ProtocolsDep, StoreDep
 from app.errors import NotReady
+from app.model_store import LoadedModel
+from app.pipeline import Protocol
 
 router = APIRouter()
 
@@ -25,10 +29,17 @@ class ModelDescription(BaseModel):
     dataset_sha256: str | None
     drift_baseline: bool
     loaded_at: float
+    examples: dict[str, Any] | None = Field(
+        description="Rows of the version's input example as a request body of each protocol "
+        "(predict, v2, v1, invocations), to try the model at once; null without an input "
+        "example."
+    )
 
 
 @router.get("/model", response_model=ModelDescription, summary="The model being served")
-async def describe_model(store: StoreDep, _: ApiKeyDep) -> ModelDescription:
+async def describe_model(
+    store: StoreDep, protocols: ProtocolsDep, _: ApiKeyDep
+) -> ModelDescription:
     model = store.current
     if model is None:
         raise NotReady("no model is loaded yet")
@@ -47,4 +58,18 @@ async def describe_model(store: StoreDep, _: ApiKeyDep) -> ModelDescription:
         dataset_sha256=manifest.dataset_sha256 if manifest else None,
         drift_baseline=model.drift is not None,
         loaded_at=model.loaded_at,
+        examples=examples(model, protocols),
     )
+
+
+def examples(model: LoadedModel, protocols: dict[str, Protocol[Any]]) -> dict[str, Any] | None:
+    """Example request bodies of every protocol, from the version's input example."""
+    rows = model.examples
+    if rows is None:
+        return None
+    bodies = {}
+    for protocol in protocols.values():
+        body = protocol.example(model, rows)
+        if body is not None:
+            bodies[protocol.name] = body
+    return bodies

@@ -150,6 +150,50 @@ def test_2_port_forward_then_curl() -> None:
         assert bad.status_code == 422 and "sepal_length" in bad.json()["detail"]
         metrics = httpx.get(f"{url}/metrics", timeout=10)
         assert metrics.status_code == 200 and "mlstack_requests_total" in metrics.text
+        _other_protocols_agree_with_predict(url, champion, ok.json()["predictions"][0])
+
+
+def _other_protocols_agree_with_predict(url: str, champion: int, expected: dict[str, Any]) -> None:
+    """The same row through Open Inference Protocol V2 (tritonclient, binary tensors by
+    default) and MLflow's /invocations (a body from MLflow's own helper), on the cluster."""
+    import numpy as np
+    import pandas as pd
+    import tritonclient.http as triton
+    from mlflow.models import convert_input_example_to_serving_input
+
+    model = httpx.get(f"{url}/model", timeout=10).json()
+    client = triton.InferenceServerClient(url.removeprefix("http://"))
+    try:
+        assert client.is_model_ready(model["name"])
+        row = np.array([[SETOSA[f] for f in model["features"]]], dtype=np.float32)
+        tensor = triton.InferInput("input-0", list(row.shape), "FP32")
+        tensor.set_data_from_numpy(row)
+        outputs = [triton.InferRequestedOutput(n) for n in ("label", "probabilities")]
+        result = client.infer(model["name"], [tensor], outputs=outputs)
+    finally:
+        client.close()
+    assert result.get_response()["model_version"] == str(champion)
+    assert result.as_numpy("label").tolist() == [expected["label"].encode()]
+    probabilities = dict(
+        zip(model["classes"], result.as_numpy("probabilities")[0].tolist(), strict=True)
+    )
+    assert probabilities == pytest.approx(expected["probabilities"], abs=1e-6)
+
+    frame = pd.DataFrame([SETOSA])[model["features"]]
+    body = convert_input_example_to_serving_input(frame)
+    answer = httpx.post(
+        f"{url}/invocations",
+        content=body,
+        headers={"content-type": "application/json"},
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-model-version"] == str(champion)
+    # The round logs pyfunc predict_fn="predict_proba": MLflow answers probabilities.
+    [invoked] = answer.json()["predictions"]
+    assert dict(zip(model["classes"], invoked, strict=True)) == pytest.approx(
+        expected["probabilities"], abs=1e-6
+    )
 
 
 def _prometheus(url: str, query: str) -> list[dict[str, Any]]:
