@@ -54,6 +54,15 @@ class ModelNotFound(ServiceError):
     source = "validation"
 
 
+class NotServed(ServiceError):
+    """The request asks for an answer the served version cannot give through this protocol
+    (e.g. /invocations for a version whose pyfunc predict_fn is neither predict nor
+    predict_proba)."""
+
+    status = 501
+    source = "model"
+
+
 class NotReady(ServiceError):
     status = 503
 

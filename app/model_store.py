@@ -45,6 +45,10 @@ class LoadedModel:
     files: mlmodel.ModelFiles  # what the version's MLmodel says
     # A few rows of the version's input example (None without one), for example bodies.
     examples: np.ndarray | None
+    # Probability columns in the estimator's own `classes_` order (its classes sorted, as
+    # scikit-learn keeps them): what MLflow's and KServe's sklearn servers answer. None when
+    # that is already the order of `classes`.
+    estimator_order: list[int] | None
     # Metric children bound once per version, so the hot path does no label lookups.
     class_counters: tuple[Any, ...] = field(repr=False)
     confidence: Any = field(repr=False)
@@ -106,10 +110,25 @@ def load_version(
         manifest=manifest,
         classes=predictor.classes,
         files=files,
+        estimator_order=_estimator_order(predictor.class_values),
         examples=rows[:EXAMPLE_ROWS] if from_example else None,
         class_counters=tuple(metrics.PREDICTIONS.labels(ref.version, c) for c in predictor.classes),
         confidence=metrics.CONFIDENCE.labels(ref.version),
     )
+
+
+def _estimator_order(values: tuple[Any, ...]) -> list[int] | None:
+    try:
+        order = sorted(range(len(values)), key=lambda i: values[i])
+    except TypeError:  # classes of mixed types: scikit-learn could not have sorted them either
+        return None
+    return None if order == list(range(len(values))) else order
+
+
+def in_estimator_order(model: LoadedModel, proba: np.ndarray) -> np.ndarray:
+    """`proba` (columns in `model.classes` order) with its columns in `classes_` order."""
+    order = model.estimator_order
+    return proba if order is None else np.ascontiguousarray(proba[:, order])
 
 
 def _optional(path: Path, parse: Callable[[bytes], T]) -> T | None:

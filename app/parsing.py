@@ -16,9 +16,9 @@ import orjson
 
 from app.errors import BatchTooLarge, InvalidInput, MalformedJson, UnsupportedMediaType
 
-_NUMBER = (int, float)
-_NUMBER_TYPES = frozenset(_NUMBER)
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
+NUMBER = (int, float)
+NUMBER_TYPES = frozenset(NUMBER)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def require_json(content_type: bytes) -> None:
@@ -52,18 +52,18 @@ def to_rows(payload: Any, features: tuple[str, ...], max_rows: int) -> tuple[np.
     if not isinstance(payload, dict):
         raise InvalidInput(
             f'body must be a JSON object (one record, {{"instances": [...]}} or '
-            f'{{"columns": [...], "data": [...]}}), got {_type_name(payload)}'
+            f'{{"columns": [...], "data": [...]}}), got {type_name(payload)}'
         )
     if "instances" in payload:
-        instances = _batch_list(payload, "instances", ("instances",), max_rows)
+        instances = batch_list(payload, "instances", ("instances",), max_rows)
         return _batch(instances, features), INSTANCES
     if "columns" in payload and "data" in payload:
-        data = _batch_list(payload, "data", ("columns", "data"), max_rows)
+        data = batch_list(payload, "data", ("columns", "data"), max_rows)
         return _split(payload["columns"], data, features), SPLIT
-    return np.array([_row(payload, features, "")], dtype=np.float32), RECORD
+    return np.array([record_row(payload, features, "")], dtype=np.float32), RECORD
 
 
-def _batch_list(
+def batch_list(
     payload: dict[str, Any], key: str, allowed: tuple[str, ...], max_rows: int
 ) -> list[Any]:
     extra = sorted(k for k in payload if k not in allowed)
@@ -71,7 +71,7 @@ def _batch_list(
         raise InvalidInput(f"unknown top-level field(s) besides {list(allowed)}: {extra}")
     rows = payload[key]
     if not isinstance(rows, list):
-        raise InvalidInput(f"'{key}' must be a list, got {_type_name(rows)}")
+        raise InvalidInput(f"'{key}' must be a list, got {type_name(rows)}")
     if not rows:
         raise InvalidInput(f"'{key}' is empty: send at least one row")
     if len(rows) > max_rows:
@@ -94,7 +94,7 @@ def _split(columns: Any, data: list[Any], features: tuple[str, ...]) -> np.ndarr
         raise InvalidInput(f"columns: {'; '.join(parts)}")
     width = len(columns)
     try:
-        if set(map(type, chain.from_iterable(data))) <= _NUMBER_TYPES and all(
+        if set(map(type, chain.from_iterable(data))) <= NUMBER_TYPES and all(
             type(row) is list and len(row) == width for row in data
         ):
             with np.errstate(over="ignore"):
@@ -108,7 +108,7 @@ def _split(columns: Any, data: list[Any], features: tuple[str, ...]) -> np.ndarr
     for i, row in enumerate(data):
         if not isinstance(row, list) or len(row) != width:
             raise InvalidInput(f"data[{i}] must be a list of {width} numbers (one per column)")
-        _row(dict(zip(columns, row, strict=True)), features, f"data[{i}]")
+        record_row(dict(zip(columns, row, strict=True)), features, f"data[{i}]")
     raise InvalidInput("data holds values that are not finite float32 numbers")
 
 
@@ -118,7 +118,7 @@ def _batch(instances: list[Any], features: tuple[str, ...]) -> np.ndarray:
     try:
         values = [[record[name] for name in features] for record in instances]
         width = len(features)
-        if set(map(type, chain.from_iterable(values))) <= _NUMBER_TYPES and all(
+        if set(map(type, chain.from_iterable(values))) <= NUMBER_TYPES and all(
             len(record) == width for record in instances
         ):
             with np.errstate(over="ignore"):
@@ -128,14 +128,16 @@ def _batch(instances: list[Any], features: tuple[str, ...]) -> np.ndarray:
     except (KeyError, TypeError, OverflowError):
         pass
     # Slow path: the first bad record raises InvalidInput naming its index and field.
-    checked = [_row(record, features, f"instances[{i}]") for i, record in enumerate(instances)]
+    checked = [
+        record_row(record, features, f"instances[{i}]") for i, record in enumerate(instances)
+    ]
     return np.array(checked, dtype=np.float32)
 
 
-def _row(record: Any, features: tuple[str, ...], where: str) -> list[float]:
+def record_row(record: Any, features: tuple[str, ...], where: str) -> list[float]:
     if not isinstance(record, dict):
         raise InvalidInput(
-            f"{where or 'body'} must be an object of features, got {_type_name(record)}"
+            f"{where or 'body'} must be an object of features, got {type_name(record)}"
         )
     prefix = f"{where}: " if where else ""
     try:
@@ -150,11 +152,9 @@ def _row(record: Any, features: tuple[str, ...], where: str) -> list[float]:
         raise InvalidInput(f"{prefix}unknown feature(s) {unknown}; expected {list(features)}")
     for name, value in zip(features, values, strict=True):
         # bool is an int subclass: refuse it explicitly rather than read True as 1.0.
-        if type(value) not in _NUMBER:
-            raise InvalidInput(
-                f"{prefix}feature {name!r} must be a number, got {_type_name(value)}"
-            )
-        if abs(value) > _FLOAT32_MAX or not math.isfinite(value):
+        if type(value) not in NUMBER:
+            raise InvalidInput(f"{prefix}feature {name!r} must be a number, got {type_name(value)}")
+        if abs(value) > FLOAT32_MAX or not math.isfinite(value):
             raise InvalidInput(
                 f"{prefix}feature {name!r} must be a finite number within float32 range, "
                 f"got {value!r}"
@@ -162,7 +162,7 @@ def _row(record: Any, features: tuple[str, ...], where: str) -> list[float]:
     return values
 
 
-def _type_name(value: Any) -> str:
+def type_name(value: Any) -> str:
     if value is None:
         return "null"
     return {bool: "boolean", str: "string", list: "array", dict: "object"}.get(

@@ -1,5 +1,6 @@
 """`python -m bench` (`make bench`): mlstack against MLServer, KServe and `mlflow models serve`,
-and mlstack against itself with its prediction log on.
+mlstack against itself with its prediction log on, and mlstack's protocol routes against the
+peer that defines each protocol and against its own `/predict`.
 
 Exit status: 0 when every server was measured (targets are reported, not enforced),
 1 when a server failed to start or answered wrongly, 2 for invalid settings, 130 on Ctrl-C.
@@ -23,7 +24,7 @@ from bench.environments import ToolError, ensure_wrk, requirements
 from bench.models import start_mlflow, train_and_export
 from bench.peers import Context, servers
 from bench.processes import pin_self_to_load_core, supervised
-from bench.report import render, targets, write_json
+from bench.report import protocol_targets, render, targets, write_json
 from bench.runner import Runner, ServerRun
 from bench.settings import OWN, REPO_ROOT, SCENARIOS, BenchSettings
 
@@ -72,10 +73,11 @@ def _run(settings: BenchSettings) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     goals = targets(runs)
+    protocol_goals = protocol_targets(runs)
     meta = _meta(settings, wrk, load_before)
-    text = render(runs, goals, _header(meta))
+    text = render(runs, goals, _header(meta), protocol_goals)
     print("\n" + text, flush=True)
-    write_json(out_dir / "results.json", runs, goals, meta)
+    write_json(out_dir / "results.json", runs, goals, meta, protocol_goals)
     (out_dir / "report.md").write_text(text)
     print(f"bench: wrote {_shown(out_dir / 'results.json')} and report.md", flush=True)
     return 1 if any(run.error for run in runs) else 0

@@ -6,6 +6,9 @@ Warnings are silenced for all alike (KServe 0.21 with a current FastAPI prints a
 deprecation warning on every request otherwise).
 
 `mlstack-log` is mlstack again, with its prediction log shipping to a real control plane.
+`mlstack-v2`, `mlstack-v1` and `mlstack-invocations` are mlstack again, each sent the body of
+the peer that defines that protocol (MLServer, KServe, `mlflow models serve`), to compare each
+protocol route with its peer and with mlstack's own `/predict`.
 """
 
 from __future__ import annotations
@@ -56,6 +59,9 @@ class Server(ABC):
 
     name: str
     label: str
+    # False for mlstack's protocol routes: the same process as `mlstack`, so its starts say
+    # nothing new (the load phase still checks its first answer).
+    cold_starts: bool = True
 
     def prepare(self) -> None:  # noqa: B027 - most servers need nothing prepared
         """Install whatever the server needs (called once, before any launch)."""
@@ -239,18 +245,7 @@ class MLServer(_PeerInVenv):
         )
 
     def body(self, model: BenchModel, rows: np.ndarray) -> bytes:
-        request = {
-            "inputs": [
-                {
-                    "name": "input-0",
-                    "shape": list(rows.shape),
-                    "datatype": "FP64",
-                    "data": rows.ravel().tolist(),
-                }
-            ],
-            "outputs": [{"name": "predict_proba"}],
-        }
-        return json.dumps(request).encode()
+        return _v2_body(rows, "predict_proba")
 
     def probabilities(self, model: BenchModel, payload: Any) -> np.ndarray:
         (output,) = [o for o in payload["outputs"] if o["name"] == "predict_proba"]
@@ -291,7 +286,7 @@ class KServe(_PeerInVenv):
         )
 
     def body(self, model: BenchModel, rows: np.ndarray) -> bytes:
-        return json.dumps({"instances": rows.tolist()}).encode()
+        return _v1_body(rows)
 
     def probabilities(self, model: BenchModel, payload: Any) -> np.ndarray:
         return _reorder(np.asarray(payload["predictions"], dtype=np.float64), model)
@@ -328,8 +323,75 @@ class MlflowServe(_PeerInVenv):
         )
 
     def body(self, model: BenchModel, rows: np.ndarray) -> bytes:
-        split = {"columns": list(model.features), "data": rows.tolist()}
-        return json.dumps({"dataframe_split": split}).encode()
+        return _dataframe_split_body(model, rows)
+
+    def probabilities(self, model: BenchModel, payload: Any) -> np.ndarray:
+        return _reorder(np.asarray(payload["predictions"], dtype=np.float64), model)
+
+
+class _MlstackRoute(Mlstack):
+    """mlstack serving one of its protocol routes, sent that protocol's peer's body."""
+
+    cold_starts = False
+    route: str  # path template, `{name}` the registered model's name
+    service_env: dict[str, str] = {}  # MLSTACK_* settings the route needs
+
+    def launch(self, model: BenchModel, context: Context) -> Launch:
+        launch = super().launch(model, context)
+        url = launch.predict_url.removesuffix("/predict") + self.route.format(name=model.name)
+        return dataclasses.replace(launch, env={**launch.env, **self.service_env}, predict_url=url)
+
+
+class MlstackV2(_MlstackRoute):
+    """Open Inference Protocol V2, sent MLServer's body (asking for mlstack's output name)."""
+
+    name = "mlstack-v2"
+    label = "mlstack V2"
+    route = "/v2/models/{name}/infer"
+
+    def body(self, model: BenchModel, rows: np.ndarray) -> bytes:
+        return _v2_body(rows, "probabilities")
+
+    def probabilities(self, model: BenchModel, payload: Any) -> np.ndarray:
+        (output,) = [o for o in payload["outputs"] if o["name"] == "probabilities"]
+        if output["datatype"] != "FP32":
+            raise ValueError(f"output 'probabilities' is {output['datatype']}, not FP32")
+        proba = np.asarray(output["data"], dtype=np.float64).reshape(output["shape"])
+        # The class order is the output's parameter, or the response's.
+        classes = (output.get("parameters") or {}).get("classes")
+        if classes is None:
+            classes = payload["parameters"]["classes"]
+        order = [list(map(str, classes)).index(c) for c in model.classes]
+        return proba[:, order]
+
+
+class MlstackV1(_MlstackRoute):
+    """KServe V1, sent KServe's body; probabilities on (the KServe peer answers them)."""
+
+    name = "mlstack-v1"
+    label = "mlstack V1"
+    route = "/v1/models/{name}:predict"
+    service_env = {"MLSTACK_V1_PROBABILITIES": "true"}
+
+    def body(self, model: BenchModel, rows: np.ndarray) -> bytes:
+        return _v1_body(rows)
+
+    def probabilities(self, model: BenchModel, payload: Any) -> np.ndarray:
+        # mlstack's V1 columns are the served model's classes: the manifest's order.
+        return np.asarray(payload["predictions"], dtype=np.float64)
+
+
+class MlstackInvocations(_MlstackRoute):
+    """MLflow's scoring protocol, sent `mlflow models serve`'s body. The round logs its
+    models with pyfunc predict_fn predict_proba, so /invocations answers probabilities, in
+    the estimator's `classes_` order as MLflow's does."""
+
+    name = "mlstack-invocations"
+    label = "mlstack /invocations"
+    route = "/invocations"
+
+    def body(self, model: BenchModel, rows: np.ndarray) -> bytes:
+        return _dataframe_split_body(model, rows)
 
     def probabilities(self, model: BenchModel, payload: Any) -> np.ndarray:
         return _reorder(np.asarray(payload["predictions"], dtype=np.float64), model)
@@ -340,11 +402,41 @@ def servers(names: tuple[str, ...]) -> list[Server]:
     known: dict[str, type[Server]] = {
         "mlstack": Mlstack,
         "mlstack-log": MlstackLog,
+        "mlstack-v2": MlstackV2,
+        "mlstack-v1": MlstackV1,
+        "mlstack-invocations": MlstackInvocations,
         "mlserver": MLServer,
         "kserve": KServe,
         "mlflow": MlflowServe,
     }
     return [known[name]() for name in known if name in names]
+
+
+def _v2_body(rows: np.ndarray, output: str) -> bytes:
+    """Open Inference Protocol V2: one FP64 tensor [rows, features], one output asked for."""
+    request = {
+        "inputs": [
+            {
+                "name": "input-0",
+                "shape": list(rows.shape),
+                "datatype": "FP64",
+                "data": rows.ravel().tolist(),
+            }
+        ],
+        "outputs": [{"name": output}],
+    }
+    return json.dumps(request).encode()
+
+
+def _v1_body(rows: np.ndarray) -> bytes:
+    """KServe V1: rows as arrays in feature order."""
+    return json.dumps({"instances": rows.tolist()}).encode()
+
+
+def _dataframe_split_body(model: BenchModel, rows: np.ndarray) -> bytes:
+    """MLflow's scoring protocol, pandas' split orient."""
+    split = {"columns": list(model.features), "data": rows.tolist()}
+    return json.dumps({"dataframe_split": split}).encode()
 
 
 def _reorder(proba: np.ndarray, model: BenchModel) -> np.ndarray:

@@ -1,5 +1,5 @@
-"""Tables, ratios against the peers, the targets, the cost of the prediction log, and the JSON
-record of a run."""
+"""Tables, ratios against the peers, the targets, the cost of the prediction log, mlstack's
+protocol routes against their peers and against `/predict`, and the JSON record of a run."""
 
 from __future__ import annotations
 
@@ -13,13 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from bench.runner import ServerRun
-from bench.settings import OWN, SCENARIOS
+from bench.settings import OWN, PROTOCOL_PEERS, SCENARIOS
 
 MLSTACK = "mlstack"
 MLSTACK_LOG = "mlstack-log"
 MB = 1024 * 1024
 _SINGLE_C16 = "single c=16"
 _BATCH = next(s.name for s in SCENARIOS if s.rows > 1)
+# A protocol route keeps at least this share of /predict's throughput, and of /predict's
+# lead over the route's peer.
+ROUTE_SHARE = 0.8
 
 
 @dataclass(frozen=True)
@@ -52,16 +55,73 @@ def targets(runs: list[ServerRun]) -> list[Target]:
     return out
 
 
-def render(runs: list[ServerRun], goals: list[Target], header: list[str]) -> str:
+@dataclass(frozen=True)
+class ProtocolTarget:
+    """One target of a protocol route (`route` names its server, e.g. mlstack-v1).
+
+    Against /predict: `value` is the route's throughput, `reference` /predict's, wanted
+    value ≥ 0.8 * reference. Lead over the peer: `value` is route ÷ peer, `reference`
+    /predict ÷ peer, wanted (value - 1) ≥ 0.8 * (reference - 1): the route keeps at least
+    80% of /predict's lead over that peer."""
+
+    what: str
+    model: str
+    route: str
+    peer: str
+    lead: bool  # the lead over the peer (ratios), else against /predict (throughputs)
+    wanted: str
+    value: float | None
+    reference: float | None
+    passed: bool | None  # None: not measured (a server missing or failed)
+
+
+def protocol_targets(runs: list[ServerRun]) -> list[ProtocolTarget]:
+    """The protocol routes' targets, for every model and route that was run."""
+    out: list[ProtocolTarget] = []
+    figures = ((f"{_SINGLE_C16} req/s", _single_rps), (f"{_BATCH} rows/s", _batch_rows))
+    for model in dict.fromkeys(run.model for run in runs):
+        mine = [run for run in runs if run.model == model]
+        predict = _measured(mine, MLSTACK)
+        for route, peer in PROTOCOL_PEERS.items():
+            if not any(run.server == route for run in mine):
+                continue
+            served, theirs = _measured(mine, route), _measured(mine, peer)
+            for figure, value in figures:
+                r, p, q = _value(served, value), _value(theirs, value), _value(predict, value)
+                share = None if r is None or not q else r >= ROUTE_SHARE * q
+                what, wanted = f"{figure} vs /predict", f"≥ {ROUTE_SHARE:g}x /predict"
+                out.append(ProtocolTarget(what, model, route, peer, False, wanted, r, q, share))
+                lead = lead_ref = kept = None
+                if r is not None and q is not None and p:
+                    lead, lead_ref = r / p, q / p
+                    kept = lead - 1 >= ROUTE_SHARE * (lead_ref - 1)
+                what, wanted = f"{figure} lead over {peer}", f"≥ {ROUTE_SHARE:g}x /predict's lead"
+                goal = ProtocolTarget(what, model, route, peer, True, wanted, lead, lead_ref, kept)
+                out.append(goal)
+    return out
+
+
+def render(
+    runs: list[ServerRun],
+    goals: list[Target],
+    header: list[str],
+    protocol_goals: list[ProtocolTarget] | None = None,
+) -> str:
     """The whole report as Markdown (readable as plain text too)."""
     lines = [*header, ""]
     for model in dict.fromkeys(run.model for run in runs):
         lines += [*_load_table(model, [run for run in runs if run.model == model]), ""]
-    lines += [*_start_table(runs), ""]
+    if any(run.server not in PROTOCOL_PEERS for run in runs):
+        lines += [*_start_table(runs), ""]
     logging = _log_table(runs)
     if logging:
         lines += [*logging, ""]
+    protocols = _protocol_table(runs)
+    if protocols:
+        lines += [*protocols, ""]
     lines += _targets_table(goals)
+    if protocol_goals:
+        lines += ["", *_protocol_targets_table(protocol_goals)]
     failed = [run for run in runs if run.error]
     if failed:
         lines += ["", "Failures:"]
@@ -70,13 +130,18 @@ def render(runs: list[ServerRun], goals: list[Target], header: list[str]) -> str
 
 
 def write_json(
-    path: Path, runs: list[ServerRun], goals: list[Target], meta: dict[str, Any]
+    path: Path,
+    runs: list[ServerRun],
+    goals: list[Target],
+    meta: dict[str, Any],
+    protocol_goals: list[ProtocolTarget] | None = None,
 ) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {
         **meta,
         "runs": [dataclasses.asdict(run) for run in runs],
         "targets": [dataclasses.asdict(goal) for goal in goals],
+        "protocol_targets": [dataclasses.asdict(goal) for goal in protocol_goals or []],
     }
     path.write_text(json.dumps(record, indent=2) + "\n")
 
@@ -123,7 +188,8 @@ def _start_table(runs: list[ServerRun]) -> list[str]:
     ]
     for model in dict.fromkeys(run.model for run in runs):
         mine = next((r for r in runs if r.model == model and r.server == MLSTACK), None)
-        for run in (r for r in runs if r.model == model):
+        # The protocol routes are mlstack's own process: no starts of their own.
+        for run in (r for r in runs if r.model == model and r.server not in PROTOCOL_PEERS):
             cold, rss = _cold(run), _rss(run)
             ratios = ["", ""]
             if mine is not None and run.server != MLSTACK:
@@ -188,6 +254,71 @@ def _log_table(runs: list[ServerRun]) -> list[str]:
     return lines
 
 
+def _protocol_table(runs: list[ServerRun]) -> list[str]:
+    """Each protocol route against the peer that defines its protocol and against mlstack's
+    /predict, same model, same run; empty unless a protocol route ran."""
+    routes = [run for run in runs if run.server in PROTOCOL_PEERS]
+    if not routes:
+        return []
+    lines = [
+        f"### Protocols: mlstack's protocol routes against the peer that defines each protocol "
+        f"and against mlstack's /predict ({_SINGLE_C16} and {_BATCH}; ÷: route ÷ peer, "
+        "route ÷ /predict; throughput above 1 and latency below 1 favour the route)",
+        "",
+        f"| model | route | peer | {_SINGLE_C16} req/s | ÷ peer | ÷ /predict | p50 ms | ÷ peer | "
+        f"÷ /predict | p99 ms | ÷ peer | ÷ /predict | {_BATCH} rows/s | ÷ peer | ÷ /predict |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    figures = (
+        (_single_rps, ",.0f"),
+        (_single_p50, ".2f"),
+        (_single_p99, ".2f"),
+        (_batch_rows, ",.0f"),
+    )
+    for run in routes:
+        mine = [r for r in runs if r.model == run.model]
+        peer_name = PROTOCOL_PEERS[run.server]
+        peer = next((r for r in mine if r.server == peer_name), None)
+        predict = next((r for r in mine if r.server == MLSTACK), None)
+        served = None if run.error else run
+        cells = []
+        for value, spec in figures:
+            mine_value = _value(served, value)
+            cells += [
+                _num(mine_value, spec),
+                _times(mine_value, _value(peer, value)),
+                _times(mine_value, _value(predict, value)),
+            ]
+        peer_label = peer.label if peer is not None else f"{peer_name} (not run)"
+        if peer is not None and peer.error:
+            peer_label += " (failed)"
+        label = f"{run.label} (failed)" if run.error else run.label
+        lines.append(f"| {run.model} | {label} | {peer_label} | {' | '.join(cells)} |")
+    return lines
+
+
+def _protocol_targets_table(goals: list[ProtocolTarget]) -> list[str]:
+    lines = [
+        f"### Protocol targets: each route ≥ {ROUTE_SHARE:g}x /predict's throughput, and its "
+        f"lead over its peer (route ÷ peer - 1) ≥ {ROUTE_SHARE:g}x /predict's lead "
+        "(/predict ÷ peer - 1)",
+        "",
+        "| target | model | route | wanted | route | /predict | |",
+        "|---|---|---|---|---:|---:|---|",
+    ]
+    for goal in goals:
+        mark = {True: "PASS", False: "FAIL", None: "n/a"}[goal.passed]
+        if goal.lead:
+            shown = [_ratio(goal.value, f"÷ {goal.peer}"), _ratio(goal.reference, f"÷ {goal.peer}")]
+        else:
+            shown = [_num(goal.value, ",.0f"), _num(goal.reference, ",.0f")]
+        lines.append(
+            f"| {goal.what} | {goal.model} | {goal.route} | {goal.wanted} | {shown[0]} | "
+            f"{shown[1]} | {mark} |"
+        )
+    return lines
+
+
 def _targets_table(goals: list[Target]) -> list[str]:
     lines = [
         "### Targets (mlstack against the best peer in this run)",
@@ -233,6 +364,11 @@ def _single_rps(run: ServerRun) -> float | None:
     return None if result is None else result.requests_per_second
 
 
+def _single_p50(run: ServerRun) -> float | None:
+    result = run.scenarios.get(_SINGLE_C16)
+    return None if result is None else result.p50_ms
+
+
 def _single_p99(run: ServerRun) -> float | None:
     result = run.scenarios.get(_SINGLE_C16)
     return None if result is None else result.p99_ms
@@ -249,6 +385,19 @@ def _cold(run: ServerRun) -> float | None:
 
 def _rss(run: ServerRun) -> float | None:
     return run.peak_rss_bytes / MB if run.peak_rss_bytes else None
+
+
+def _measured(runs: list[ServerRun], server: str) -> ServerRun | None:
+    """The run of `server`, unless it is missing or failed."""
+    return next((r for r in runs if r.server == server and not r.error), None)
+
+
+def _value(run: ServerRun | None, value: Callable[[ServerRun], float | None]) -> float | None:
+    return None if run is None else value(run)
+
+
+def _ratio(value: float | None, suffix: str) -> str:
+    return "-" if value is None else f"{value:.2f}x {suffix}"
 
 
 def _times(mine: float | None, theirs: float | None) -> str:

@@ -56,10 +56,11 @@ class Runner:
         try:
             with server.companions(self.supervisor, model, self.context):
                 self._load(server, model, run)
-                self._cold_starts(server, model, run)
+                if server.cold_starts:
+                    self._cold_starts(server, model, run)
         except _FAILURES as exc:
             run.error = f"{type(exc).__name__}: {exc}"
-            _say(f"  {server.name:<11} {model.key:<14} FAILED: {run.error[:2000]}")
+            _say(f"  {server.name:<19} {model.key:<14} FAILED: {run.error[:2000]}")
         return run
 
     def _start(self, server: Server, model: BenchModel, tag: str) -> tuple[Started, str]:
@@ -79,7 +80,7 @@ class Runner:
             run.first_start_seconds = first_prediction(
                 server, model, url, process, self.settings.start_timeout_seconds
             )
-            _say(f"  {server.name:<11} {model.key:<14} answered {run.first_start_seconds:.1f} s")
+            _say(f"  {server.name:<19} {model.key:<14} answered {run.first_start_seconds:.1f} s")
             bodies = self._bodies(server, model)
             for rows in bodies:
                 check(server, model, url, model.rows(rows))  # a correct 200 before measuring
@@ -93,7 +94,7 @@ class Runner:
             if run.prediction_log is not None:
                 log = run.prediction_log
                 _say(
-                    f"  {server.name:<11} {model.key:<14} prediction log: {log.requests:,} "
+                    f"  {server.name:<19} {model.key:<14} prediction log: {log.requests:,} "
                     f"requests, {log.shipped:,} shipped, {log.dropped:,} dropped, "
                     f"{log.queued:,} queued, {log.stored:,} stored; control plane "
                     f"{log.control_cpu_seconds:.1f} CPU s in {log.control_seconds:.0f} s"
@@ -126,7 +127,7 @@ class Runner:
         errors = result.non_2xx + result.socket_errors
         cpu = result.server_cpu_us_per_request
         _say(
-            f"  {server.name:<11} {model.key:<14} {scenario.name:<12} {rate:>10,.0f} {unit:<6} "
+            f"  {server.name:<19} {model.key:<14} {scenario.name:<12} {rate:>10,.0f} {unit:<6} "
             f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  "
             f"CPU {'-' if cpu is None else f'{cpu:6.0f}'} µs/req"
             + (f"  {errors} errors" if errors else "")
@@ -145,7 +146,7 @@ class Runner:
                 self.supervisor.stop(process)
             run.cold_start_seconds.append(seconds)
         starts = ", ".join(f"{s:.2f}" for s in run.cold_start_seconds)
-        _say(f"  {server.name:<11} {model.key:<14} cold starts {starts} s")
+        _say(f"  {server.name:<19} {model.key:<14} cold starts {starts} s")
 
     def _bodies(self, server: Server, model: BenchModel) -> dict[int, Path]:
         directory = self.context.workdir / "bodies"

@@ -12,9 +12,24 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 
-SERVERS: tuple[str, ...] = ("mlstack", "mlstack-log", "mlserver", "kserve", "mlflow")
+SERVERS: tuple[str, ...] = (
+    "mlstack",
+    "mlstack-log",
+    "mlstack-v2",
+    "mlstack-v1",
+    "mlstack-invocations",
+    "mlserver",
+    "kserve",
+    "mlflow",
+)
+# mlstack's protocol routes, each with the peer that defines its protocol.
+PROTOCOL_PEERS: dict[str, str] = {
+    "mlstack-v2": "mlserver",
+    "mlstack-v1": "kserve",
+    "mlstack-invocations": "mlflow",
+}
 # Servers built from this repository: no peer environment, never a peer in the targets.
-OWN: tuple[str, ...] = ("mlstack", "mlstack-log")
+OWN: tuple[str, ...] = ("mlstack", "mlstack-log", *PROTOCOL_PEERS)
 MODELS: tuple[str, ...] = ("logreg", "random_forest")
 
 # What BENCH_QUICK=1 changes, unless the variable itself is set.

@@ -31,7 +31,7 @@ class ModelDescription(BaseModel):
     loaded_at: float
     examples: dict[str, Any] | None = Field(
         description="Rows of the version's input example as a request body of each protocol "
-        "(predict, v2, v1, invocations), to try the model at once; null without an input "
+        "(predict, v2, kserve_v1, mlflow), to try the model at once; null without an input "
         "example."
     )
 

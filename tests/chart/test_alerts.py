@@ -15,6 +15,7 @@ from tests.chart.helm import MONITORING_API, find, render
 from tests.chart.monitoring import alert_rules
 
 TESTS = Path(__file__).with_name("alerts.test.yaml")
+CHART_FILES = Path(__file__).parents[2] / "charts" / "mlstack" / "files"
 REQUIRED_ALERTS = {
     "MlstackInferenceErrorRatioHigh",
     "MlstackInferenceLatencyHigh",
@@ -103,3 +104,26 @@ def test_alert_thresholds_follow_the_values() -> None:
     assert alerts["MlstackInferenceLatencyHigh"]["expr"].endswith("> 2")
     assert alerts["MlstackFeatureDrift"]["for"] == "1h"
     assert all(a["labels"]["team"] == "ml" for a in alerts.values())
+
+
+def test_prediction_alerts_and_panels_cover_every_protocol_route_and_no_other() -> None:
+    """The alerts' and dashboard's route matcher is the service's table of prediction routes
+    (app.protocols): a new protocol route that the matcher misses fails here."""
+    import re
+
+    from app.main import create_app
+    from app.settings import Settings
+
+    text = (CHART_FILES / "alerts.yaml").read_text()
+    [matcher] = re.findall(r'\$predictions := "([^"]+)"', text)
+    dashboard = (CHART_FILES / "dashboards" / "inference.json").read_text()
+    assert set(re.findall(r'route=~\\"([^\\]+)\\"', dashboard)) == {matcher}
+    service = create_app(Settings())
+    prediction_routes = set(service.protocols)
+    other_routes = set(service.api.openapi()["paths"]) - prediction_routes
+    assert {"/predict", "/invocations"} <= prediction_routes
+    assert len(prediction_routes) >= 5
+    for route in prediction_routes:
+        assert re.fullmatch(matcher, route), route
+    for route in other_routes:
+        assert not re.fullmatch(matcher, route), route
