@@ -69,7 +69,12 @@ def batch_list(
     extra = sorted(k for k in payload if k not in allowed)
     if extra:
         raise InvalidInput(f"unknown top-level field(s) besides {list(allowed)}: {extra}")
-    rows = payload[key]
+    return rows_list(payload[key], key, max_rows)
+
+
+def rows_list(rows: Any, key: str, max_rows: int) -> list[Any]:
+    """`rows` if it is a list of 1 to `max_rows` rows; else InvalidInput or BatchTooLarge
+    naming `key` and the limit."""
     if not isinstance(rows, list):
         raise InvalidInput(f"'{key}' must be a list, got {type_name(rows)}")
     if not rows:
@@ -79,6 +84,22 @@ def batch_list(
             f"'{key}' has {len(rows)} rows, over the limit of {max_rows} (MLSTACK_MAX_BATCH_ROWS)"
         )
     return rows
+
+
+def numeric_rows(rows: list[Any], width: int) -> np.ndarray | None:
+    """`rows` as float32 in C-level passes when each is a list of `width` plain numbers, all
+    finite within float32 range; else None, for the caller's slow path to name the row and
+    field at fault."""
+    try:
+        if not all(type(row) is list and len(row) == width for row in rows):
+            return None
+        if not set(map(type, chain.from_iterable(rows))) <= NUMBER_TYPES:
+            return None
+        with np.errstate(over="ignore"):
+            array = np.array(rows, dtype=np.float32)
+    except (TypeError, OverflowError):
+        return None
+    return array if np.isfinite(array).all() else None
 
 
 def _split(columns: Any, data: list[Any], features: tuple[str, ...]) -> np.ndarray:
@@ -93,17 +114,10 @@ def _split(columns: Any, data: list[Any], features: tuple[str, ...]) -> np.ndarr
         parts += [f"unknown feature(s) {unknown}"] if unknown else []
         raise InvalidInput(f"columns: {'; '.join(parts)}")
     width = len(columns)
-    try:
-        if set(map(type, chain.from_iterable(data))) <= NUMBER_TYPES and all(
-            type(row) is list and len(row) == width for row in data
-        ):
-            with np.errstate(over="ignore"):
-                rows = np.array(data, dtype=np.float32)
-            if np.isfinite(rows).all():
-                order = [columns.index(name) for name in features]
-                return rows if order == list(range(width)) else rows[:, order]
-    except (TypeError, OverflowError):
-        pass
+    rows = numeric_rows(data, width)
+    if rows is not None:
+        order = [columns.index(name) for name in features]
+        return rows if order == list(range(width)) else rows[:, order]
     # Slow path: name the first bad row and field.
     for i, row in enumerate(data):
         if not isinstance(row, list) or len(row) != width:
@@ -115,18 +129,15 @@ def _split(columns: Any, data: list[Any], features: tuple[str, ...]) -> np.ndarr
 def _batch(instances: list[Any], features: tuple[str, ...]) -> np.ndarray:
     """Rows of a batch: checked in bulk first (C-level passes), record by record only to
     name the problem when the bulk check fails."""
+    width = len(features)
     try:
         values = [[record[name] for name in features] for record in instances]
-        width = len(features)
-        if set(map(type, chain.from_iterable(values))) <= NUMBER_TYPES and all(
-            len(record) == width for record in instances
-        ):
-            with np.errstate(over="ignore"):
-                rows = np.array(values, dtype=np.float32)
-            if np.isfinite(rows).all():
-                return rows
-    except (KeyError, TypeError, OverflowError):
-        pass
+    except (KeyError, TypeError):
+        values = None
+    if values is not None and all(len(record) == width for record in instances):
+        rows = numeric_rows(values, width)
+        if rows is not None:
+            return rows
     # Slow path: the first bad record raises InvalidInput naming its index and field.
     checked = [
         record_row(record, features, f"instances[{i}]") for i, record in enumerate(instances)

@@ -9,7 +9,6 @@ stay ints), or rows of class probabilities when MLSTACK_V1_PROBABILITIES or the 
 
 from __future__ import annotations
 
-from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,7 @@ from app.parsing import (
     NUMBER_TYPES,
     batch_list,
     decode,
+    numeric_rows,
     record_row,
     require_json,
     type_name,
@@ -110,20 +110,17 @@ def _rows(instances: list[Any], features: tuple[str, ...], key: str) -> np.ndarr
     if len(instances) == 1:  # the common case: one row is checked faster without numpy passes
         return np.array([_checked(instances[0], features, f"{key}[0]")], dtype=np.float32)
     width = len(features)
-    try:
-        if type(instances[0]) is dict:
+    values: list[Any] | None = instances
+    if type(instances[0]) is dict:
+        try:
             values = [[record[name] for name in features] for record in instances]
-            shaped = all(len(record) == width for record in instances)
-        else:
-            values = instances
-            shaped = all(type(row) is list and len(row) == width for row in instances)
-        if shaped and set(map(type, chain.from_iterable(values))) <= NUMBER_TYPES:
-            with np.errstate(over="ignore"):
-                rows = np.array(values, dtype=np.float32)
-            if np.isfinite(rows).all():
-                return rows
-    except (KeyError, TypeError, OverflowError):
-        pass
+        except (KeyError, TypeError):
+            values = None
+        if not all(type(record) is dict and len(record) == width for record in instances):
+            values = None
+    rows = numeric_rows(values, width) if values is not None else None
+    if rows is not None:
+        return rows
     # Slow path: the first bad row raises InvalidInput naming its index and field/position.
     checked = [_checked(row, features, f"{key}[{i}]") for i, row in enumerate(instances)]
     return np.array(checked, dtype=np.float32)

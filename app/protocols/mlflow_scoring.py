@@ -34,7 +34,7 @@ from app.errors import (
     UnsupportedMediaType,
 )
 from app.model_store import LoadedModel, in_estimator_order
-from app.parsing import FLOAT32_MAX, NUMBER, NUMBER_TYPES, decode, type_name
+from app.parsing import FLOAT32_MAX, NUMBER, NUMBER_TYPES, decode, rows_list, type_name
 from app.pipeline import Prediction, Protocol, Request
 from app.settings import ProtocolSettings
 from training.mlmodel import ONNX
@@ -182,25 +182,13 @@ def _json_rows(payload: Any, model: LoadedModel, limit: int) -> np.ndarray:
     if key == _SPLIT:
         return _split(data, model, limit)
     if key == _RECORDS or isinstance(data, list):
-        return _records(_rows_list(data, key, limit), key, model)
+        return _records(rows_list(data, key, limit), key, model)
     if isinstance(data, dict):
         return _columns(data, key, model, limit)
     raise InvalidInput(
         f"'{key}' must be an array of records or an object of column → values, got "
         f"{type_name(data)}"
     )
-
-
-def _rows_list(value: Any, where: str, limit: int) -> list[Any]:
-    if not isinstance(value, list):
-        raise InvalidInput(f"'{where}' must be an array of rows, got {type_name(value)}")
-    if not value:
-        raise InvalidInput(f"'{where}' is empty: send at least one row")
-    if len(value) > limit:
-        raise BatchTooLarge(
-            f"'{where}' has {len(value)} rows, over the limit of {limit} (MLSTACK_MAX_BATCH_ROWS)"
-        )
-    return value
 
 
 def _split(split: Any, model: LoadedModel, limit: int) -> np.ndarray:
@@ -221,7 +209,7 @@ def _split(split: Any, model: LoadedModel, limit: int) -> np.ndarray:
                 f"'{_SPLIT}' has no '{needed}': it holds 'columns' (the feature names) and "
                 "'data' (rows of values in that order)"
             )
-    data = _rows_list(split["data"], f"{_SPLIT}.data", limit)
+    data = rows_list(split["data"], f"{_SPLIT}.data", limit)
     columns = split["columns"]
     _check_names(columns, model.features, f"{_SPLIT}.columns")
     index = split.get("index")

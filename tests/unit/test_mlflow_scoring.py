@@ -167,7 +167,7 @@ def test_integer_and_boolean_columns_take_whole_numbers_and_booleans() -> None:
             "dataframe_split.data[0]: feature 'a' must be a finite number within float32",
         ),
         ({"dataframe_split": {"columns": ["a", "b"], "data": []}}, "'dataframe_split.data' is"),
-        ({"dataframe_records": {"a": [1], "b": [2]}}, "'dataframe_records' must be an array"),
+        ({"dataframe_records": {"a": [1], "b": [2]}}, "'dataframe_records' must be a list"),
         ({"dataframe_records": [[1, 2]]}, "'dataframe_records' holds rows without column names"),
         ({"inputs": [[1, 2]]}, "'inputs' holds rows without column names (inputs[0] is array)"),
         ({"instances": [1, 2]}, "'instances' holds rows without column names"),
