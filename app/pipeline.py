@@ -158,6 +158,7 @@ class Pipeline:
         self.store = store
         self.auth = auth
         self.limits = limits
+        self._model_name = store.settings.model_name
 
     async def __call__(
         self,
@@ -171,7 +172,7 @@ class Pipeline:
         """Answer one request; `context.status` says with which status (the answer carries
         `id_header` and the served version)."""
         context.predicting = True
-        context.model_name = self.store.settings.model_name
+        context.model_name = self._model_name
         try:
             self.auth.check(headers)
             content_type, declared = _content_headers(headers)
@@ -181,7 +182,8 @@ class Pipeline:
                 raise NotReady("no model is loaded yet")
             context.model_name = model.ref.name
             context.model_version = model.version
-            check_target(context.params, model)
+            if context.params:  # a route naming the model (V2, KServe V1)
+                check_target(context.params, model)
             rows, state = protocol.parse(Request(body, headers, content_type, model, self.limits))
             prediction = predict(model, rows)
         except ServiceError as exc:
