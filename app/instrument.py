@@ -87,6 +87,25 @@ class RouteTable:
         return fallback or ("other", {})
 
 
+class _Recorder:
+    """The `send` of a FastAPI route: adds the request id header and notes the status."""
+
+    __slots__ = ("id_header", "send", "started", "status")
+
+    def __init__(self, send: Send, id_header: tuple[bytes, bytes]) -> None:
+        self.send = send
+        self.id_header = id_header
+        self.status = 500
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.started = True
+            message["headers"] = [*message.get("headers", ()), self.id_header]
+        await self.send(message)
+
+
 class Instrumented:
     def __init__(
         self,
@@ -128,15 +147,6 @@ class Instrumented:
         id_header = (b"x-request-id", request_id.encode("latin-1"))
         status = 500
         response_started = False
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status, response_started
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                response_started = True
-                message["headers"] = [*message.get("headers", ()), id_header]
-            await send(message)
-
         metrics.IN_FLIGHT.inc()
         try:
             protocol = self.protocols.get(route) if method == "POST" else None
@@ -149,13 +159,20 @@ class Instrumented:
                 store = getattr(self.api.state, "store", None)
                 if store is not None and store.current is not None:
                     context.model_version = store.current.version
-                await self.api(scope, receive, send_with_id)
+                recorder = _Recorder(send, id_header)
+                try:
+                    await self.api(scope, receive, recorder)
+                finally:
+                    status = recorder.status
+                    response_started = recorder.started
         except Exception:
             log.exception("request.crashed", request_id=request_id, route=route)
             context.error = "internal error"
             context.error_source = "model"
             if not response_started and not context.status:
-                await send_response(send_with_id, json_response(500, {"detail": "internal error"}))
+                await send_response(
+                    send, json_response(500, {"detail": "internal error"}), (id_header,)
+                )
             status = 500
         finally:
             metrics.IN_FLIGHT.dec()
