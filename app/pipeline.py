@@ -140,6 +140,23 @@ def check_target(params: dict[str, str], model: LoadedModel) -> None:
         )
 
 
+def served_model(
+    store: ModelStore, params: dict[str, str], not_ready: str | None = None
+) -> LoadedModel:
+    """The live model, for a metadata or readiness route naming it (`name`, `version`).
+
+    Raises ModelNotFound for another model or version (also before any model is loaded, from
+    the configured name) and NotReady, with `not_ready` or the last load error, without one."""
+    model = store.current
+    if model is None:
+        name, served = params.get("name"), store.settings.model_name
+        if name is not None and name != served:
+            raise ModelNotFound(f"model {name!r} is not served here: this server serves {served!r}")
+        raise NotReady(not_ready or store.last_error or "no model is loaded yet")
+    check_target(params, model)
+    return model
+
+
 def predict(model: LoadedModel, rows: np.ndarray) -> Prediction:
     proba = model.predictor.predict_proba(rows)
     top = proba.argmax(axis=1).tolist()

@@ -13,8 +13,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from app.deps import ApiKeyDep, SettingsDep, StoreDep
-from app.errors import ModelNotFound, NotReady
-from app.pipeline import check_target
+from app.pipeline import served_model
 from app.protocols.kserve_v1 import PREDICT_ROUTE
 
 router = APIRouter(tags=["KServe V1"])
@@ -83,15 +82,8 @@ async def list_models(settings: SettingsDep, _: ApiKeyDep) -> Models:
         503: {"model": Error, "description": "No model loaded yet"},
     },
 )
-async def model_ready(name: str, store: StoreDep, settings: SettingsDep) -> ModelReady:
-    model = store.current
-    if model is None:
-        if name != settings.model_name:
-            raise ModelNotFound(
-                f"model {name!r} is not served here: this server serves {settings.model_name!r}"
-            )
-        raise NotReady(f"model {name!r} is not loaded yet")
-    check_target({"name": name}, model)
+async def model_ready(name: str, store: StoreDep) -> ModelReady:
+    served_model(store, {"name": name}, not_ready=f"model {name!r} is not loaded yet")
     return ModelReady(name=name, ready=True)
 
 

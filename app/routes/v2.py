@@ -16,9 +16,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from app.deps import ApiKeyDep, SettingsDep, StoreDep
-from app.errors import ModelNotFound, NotReady
 from app.model_store import LoadedModel, ModelStore
-from app.pipeline import check_target
+from app.pipeline import served_model
 from app.protocols import v2
 
 router = APIRouter(tags=["Open Inference Protocol (V2)"])
@@ -153,18 +152,8 @@ _BINARY_BODY = {
 
 
 def served(store: ModelStore, name: str, version: str | None = None) -> LoadedModel:
-    """The loaded model, if `name` (and `version`) name it. Raises ModelNotFound or NotReady."""
-    model = store.current
-    if model is None:
-        if name != store.settings.model_name:
-            raise ModelNotFound(
-                f"model {name!r} is not served here: this server serves "
-                f"{store.settings.model_name!r}"
-            )
-        raise NotReady(store.last_error or "no model is loaded yet")
     params = {"name": name} if version is None else {"name": name, "version": version}
-    check_target(params, model)
-    return model
+    return served_model(store, params)
 
 
 @router.get("/v2", response_model=ServerMetadata, summary="Server metadata")
