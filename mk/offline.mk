@@ -7,7 +7,7 @@ cluster-offline: ## Build tools and images from package registries (cached) and 
 	$(OFFLINE)/cluster-offline.sh
 
 .PHONY: cluster-check
-cluster-check: ## Check the offline cluster: nodes, DNS, PVC, top, HPA, Prometheus target, port-forward, delete (then recreate)
+cluster-check: ## Check the offline cluster: nodes, DNS, PVC, top, HPA, Prometheus target, port-forward, NetworkPolicy, delete (then recreate)
 	$(OFFLINE)/check.sh
 
 .PHONY: cluster-delete

@@ -1,7 +1,7 @@
 #!/bin/bash
-# Phase 6: what the chart expects of a cluster besides Kubernetes: metrics-server, the
-# Prometheus Operator with its CRDs and a Prometheus selecting by the release label, and
-# local-path storage as the default StorageClass.
+# Phase 6: what the chart expects of a cluster besides Kubernetes: NetworkPolicies enforced
+# (kube-router's firewall), metrics-server, the Prometheus Operator with its CRDs and a
+# Prometheus selecting by the release label, and local-path storage as the default StorageClass.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 export PROM_RELEASE MONITORING_NAMESPACE PROMETHEUS_VERSION
@@ -15,6 +15,33 @@ default_sc=$(kctl get storageclass -o json |
   jq -r '.items[] | select(.metadata.annotations["storageclass.kubernetes.io/is-default-class"] == "true") | "\(.metadata.name) (\(.provisioner))"')
 [[ $default_sc == *rancher.io/local-path* ]] || die "default StorageClass is '$default_sc', not local-path"
 log "default StorageClass: $default_sc"
+
+# NetworkPolicy enforcement: kube-router's firewall alone (manifests/kube-router.yaml). The node
+# image preloads its image; a node made from an older node image gets it loaded here.
+node_has_image() {  # NODE IMAGE: the node's containerd holds IMAGE with the config Docker has
+  local digest
+  digest=$(docker exec "$1" ctr -n k8s.io images ls "name==$2" | awk 'NR == 2 {print $3}')
+  [[ -n $digest && "$(docker exec "$1" ctr -n k8s.io content get "$digest" | jq -r .config.digest)" == "$3" ]]
+}
+KUBE_ROUTER_IMAGE_ID=$(docker image inspect -f '{{.Id}}' "$KUBE_ROUTER_IMAGE") ||
+  die "no image $KUBE_ROUTER_IMAGE: run images.sh first"
+for node in $(kind get nodes --name "$(cluster_name)"); do
+  # Pods on one node talk over the bridge: only with this set do those packets meet iptables.
+  [[ "$(docker exec "$node" cat /proc/sys/net/bridge/bridge-nf-call-iptables)" == 1 ]] ||
+    die "net.bridge.bridge-nf-call-iptables is not 1 in node $node: same-node pod traffic would bypass NetworkPolicies"
+  if ! node_has_image "$node" "$KUBE_ROUTER_IMAGE" "$KUBE_ROUTER_IMAGE_ID"; then
+    log "loading $KUBE_ROUTER_IMAGE into node $node (its node image predates it)"
+    kind load docker-image --name "$(cluster_name)" --nodes "$node" "$KUBE_ROUTER_IMAGE" >/dev/null
+  fi
+done
+SERVICE_SUBNET=$(kctl -n kube-system get configmap kubeadm-config -o jsonpath='{.data.ClusterConfiguration}' |
+  sed -n 's/^[[:space:]]*serviceSubnet:[[:space:]]*//p')
+[[ -n $SERVICE_SUBNET ]] || die "no serviceSubnet in configmap kube-system/kubeadm-config"
+export KUBE_ROUTER_IMAGE KUBE_ROUTER_IMAGE_ID SERVICE_SUBNET
+render "$OFFLINE_DIR/manifests/kube-router.yaml" >"$out/kube-router.yaml"
+kctl apply -f "$out/kube-router.yaml" >/dev/null
+wait_for "the NetworkPolicy enforcer (DaemonSet kube-system/kube-router) to be ready on every node" 120 \
+  kctl -n kube-system rollout status ds/kube-router --timeout=5s
 
 # metrics-server: its own kustomize base from the module, our image tag, and kind's
 # self-signed kubelet serving certificates accepted.
@@ -56,4 +83,4 @@ wait_for "metrics-server's API (metrics.k8s.io) to serve node metrics" 180 \
   kctl get --raw /apis/metrics.k8s.io/v1beta1/nodes
 wait_for "Prometheus $PROM_RELEASE-prometheus to be Available" 240 \
   kctl -n "$MONITORING_NAMESPACE" wait --for=condition=Available "prometheus/$PROM_RELEASE-prometheus" --timeout=5s
-log "addons ready: metrics-server, Prometheus Operator $PROM_OPERATOR_VERSION, Prometheus $PROMETHEUS_VERSION (release label '$PROM_RELEASE') in namespace $MONITORING_NAMESPACE"
+log "addons ready: NetworkPolicies enforced by kube-router $KUBE_ROUTER_VERSION (firewall only), metrics-server, Prometheus Operator $PROM_OPERATOR_VERSION, Prometheus $PROMETHEUS_VERSION (release label '$PROM_RELEASE') in namespace $MONITORING_NAMESPACE"

@@ -78,9 +78,33 @@ app_port=$PF_PORT
 pass "curl http://127.0.0.1:$app_port/ through kubectl port-forward: $(curl -fsS "http://127.0.0.1:$app_port/")"
 cleanup
 pids=()
+
+# 9. NetworkPolicies are enforced: under check-netpol.yaml a client is refused until it carries
+# the allowed label. Refused means the enforcer's REJECT: not a timeout, not an egress proxy's answer.
+wait_for "the NetworkPolicy enforcer (DaemonSet kube-system/kube-router) to be ready" 120 \
+  kctl -n kube-system rollout status ds/kube-router --timeout=5s
+pass "NetworkPolicy enforcer kube-system/kube-router ready on $(kctl -n kube-system get ds kube-router -o jsonpath='{.status.numberReady}/{.status.desiredNumberScheduled}') nodes"
+kctl -n "$CHECK_NAMESPACE" wait --for=condition=Ready pod/check-netpol-client --timeout=120s >/dev/null
+netpol_probe() {
+  kctl -n "$CHECK_NAMESPACE" exec check-netpol-client -- python3 -c '
+import urllib.request
+print(urllib.request.urlopen("http://check-app/", timeout=3).read().decode().strip())' 2>&1 || true
+}
+answered() { [[ $(netpol_probe) == "ok from check-app-"* ]]; }
+refused() { [[ $(netpol_probe) == *"Connection refused"* ]]; }
+answered || die "check-netpol-client cannot reach check-app before any NetworkPolicy: $(netpol_probe)"
+ms_since() { echo $(((${EPOCHREALTIME/./} - ${1/./}) / 1000)); }
+render "$OFFLINE_DIR/manifests/check-netpol.yaml" | kctl apply -f - >/dev/null
+applied=$EPOCHREALTIME
+wait_for "check-app to refuse check-netpol-client under default-deny ingress" 60 refused
+pass "default-deny ingress enforced within $(ms_since "$applied") ms: $(netpol_probe | grep -o '<urlopen error.*>')"
+kctl -n "$CHECK_NAMESPACE" label pod check-netpol-client check-netpol=allowed >/dev/null
+applied=$EPOCHREALTIME
+wait_for "check-app to answer check-netpol-client once labelled check-netpol=allowed" 60 answered
+pass "podSelector allow enforced within $(ms_since "$applied") ms: $(netpol_probe)"
 kctl delete namespace "$CHECK_NAMESPACE" --wait=false >/dev/null
 
-# 9. kind delete cluster cleans up: no node containers, no kubeconfig context. Then rebuild.
+# 10. kind delete cluster cleans up: no node containers, no kubeconfig context. Then rebuild.
 if [[ ${CHECK_DELETE:-1} == 1 ]]; then
   kind delete cluster --name "$name"
   leftovers=$(docker ps -aq --filter "label=io.x-k8s.kind.cluster=$name")

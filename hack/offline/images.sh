@@ -135,6 +135,9 @@ binary_image "quay.io/prometheus-operator/prometheus-operator:$PROM_OPERATOR_VER
 binary_image "quay.io/prometheus-operator/prometheus-config-reloader:$PROM_OPERATOR_VERSION" "$DEBIAN_IMAGE" \
   prometheus-config-reloader /bin/prometheus-config-reloader '["/bin/prometheus-config-reloader"]' 65534
 build_image "quay.io/prometheus/prometheus:$PROMETHEUS_VERSION" "$(prometheus_context)" "BASE=$DEBIAN_IMAGE"
+# kube-router's firewall runs iptables and ipset: the kube-proxy base has both, set to the
+# legacy backend kube-proxy writes to, so both take the same lock and see each other's rules.
+binary_image "$KUBE_ROUTER_IMAGE" "$K8S_BASE_IMAGE" kube-router /usr/local/bin/ '["/usr/local/bin/kube-router"]'
 
 extra_ca
 build_image "$PYTHON_BASE_IMAGE" "$CTX/python-base" "BASE=$DEBIAN_IMAGE"
@@ -155,5 +158,6 @@ registry.k8s.io/metrics-server/metrics-server:$METRICS_SERVER_VERSION
 quay.io/prometheus-operator/prometheus-operator:$PROM_OPERATOR_VERSION
 quay.io/prometheus-operator/prometheus-config-reloader:$PROM_OPERATOR_VERSION
 quay.io/prometheus/prometheus:$PROMETHEUS_VERSION
+$KUBE_ROUTER_IMAGE
 LIST
 log "images ready: $(wc -l <"$CACHE/preload-images.txt") to preload"

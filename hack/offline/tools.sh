@@ -8,7 +8,7 @@ source "$(dirname "$0")/lib.sh"
 
 KUBE_CMDS=(kubelet kubeadm kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy)
 BINARIES=(kind helm pause "${KUBE_CMDS[@]}" etcd coredns local-path-provisioner metrics-server
-  operator prometheus-config-reloader prometheus)
+  operator prometheus-config-reloader prometheus kube-router)
 
 # Go comes from PATH (GOTOOLCHAIN=local: the wrapper modules need go 1.24 or newer); a shell
 # whose PATH lacks the usual install location still finds it there.
@@ -192,4 +192,9 @@ if want metrics-server; then
 fi
 if want operator prometheus-config-reloader; then build_prometheus_operator; fi
 if want prometheus; then build_prometheus; fi
+if want kube-router; then
+  kr=github.com/cloudnativelabs/kube-router/v2
+  go_install_pinned kube-router "$kr/cmd/kube-router" "$KUBE_ROUTER_VERSION" \
+    "-X $kr/pkg/version.Version=$KUBE_ROUTER_VERSION -X $kr/pkg/version.BuildDate=$(proxy_info "$kr" "$KUBE_ROUTER_VERSION" Time)"
+fi
 log "tools done in $((SECONDS - tools_start))s: $BIN"

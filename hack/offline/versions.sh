@@ -21,6 +21,11 @@ PROM_OPERATOR_CLIENT_GOMOD_SUM="h1:SdM9A8pyN23e5KAPumIqCPjCG075srdLJCemqr3bV6w="
 # prometheus 2.42 cannot serve here: it is built without Kubernetes service discovery.
 PROMETHEUS_VERSION=v3.9.1
 PROMETHEUS_MODULE_VERSION=v0.309.1
+# NetworkPolicy enforcer: kube-router's firewall (network policy controller) alone, on iptables
+# and ipset. kube-network-policies (kindnet's enforcer) needs the kernel's nft_queue, which these
+# hosts lack (README). v2.1.0 is the only kube-router v2 the mirror holds.
+KUBE_ROUTER_VERSION=v2.1.0
+KUBE_ROUTER_IMAGE=docker.io/cloudnativelabs/kube-router:${KUBE_ROUTER_VERSION}
 
 DEBIAN_SUITE=bookworm
 PYTHON_BASE_IMAGE=mlstack/python-base:3.11-bookworm
