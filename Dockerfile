@@ -64,6 +64,7 @@ COPY README.md ./
 COPY app ./app
 COPY training ./training
 COPY control ./control
+COPY kernel ./kernel
 RUN /opt/uv/bin/uv sync --frozen --no-dev --extra training --extra control --no-editable
 
 

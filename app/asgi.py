@@ -1,29 +1,19 @@
-"""ASGI plumbing of the prediction routes: the body reader with its limit, and responses.
+"""ASGI plumbing of the prediction routes: responses.
 
 The prediction routes are bare ASGI handlers (no per-request Starlette objects); these are
-the few primitives they share.
+the few primitives they share. The ASGI types, the request id and the body reader with its
+limit are the kernel's (`kernel/requests.py`), shared with the control plane.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, NamedTuple
 
 import orjson
 
-from app.errors import PayloadTooLarge
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-Headers = list[tuple[bytes, bytes]]
+from kernel.requests import Send
 
 JSON = b"application/json"
-
-
-class ClientDisconnected(Exception):
-    """The client went away before sending its whole body."""
 
 
 class Response(NamedTuple):
@@ -55,27 +45,3 @@ async def send_response(
         }
     )
     await send({"type": "http.response.body", "body": response.body})
-
-
-async def read_body(receive: Receive, declared: bytes | None, limit: int) -> bytes:
-    """The whole request body. Raises PayloadTooLarge past `limit` bytes (checked on the
-    declared content-length first) and ClientDisconnected when the client leaves."""
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(_too_large(int(declared), limit))
-    chunks = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(_too_large(size, limit))
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _too_large(size: int, limit: int) -> str:
-    return f"body of {size} bytes is over the limit of {limit} bytes (MLSTACK_MAX_BODY_BYTES)"

@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from app.auth import ApiKeyCheck
 from app.model_store import ModelStore
 from app.pipeline import Protocol
 from app.settings import Settings
+from kernel.keys import ApiKeyCheck
 
 
 def get_store(request: Request) -> ModelStore:

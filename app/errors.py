@@ -1,36 +1,16 @@
-"""Typed errors of the service and the one table that maps them to HTTP statuses."""
+"""Typed errors of the service; `app/main.py` and the protocol renderers map them to HTTP
+statuses (each protocol in its own error form)."""
 
 from __future__ import annotations
 
-
-class ServiceError(Exception):
-    """An error with a message safe to return to the client.
-
-    `source` classifies it in the prediction log: validation, auth, limit or model.
-    """
-
-    status = 500
-    source = "model"
-
-
-class MalformedJson(ServiceError):
-    status = 400
-    source = "validation"
-
-
-class Unauthorized(ServiceError):
-    status = 401
-    source = "auth"
-
-
-class Forbidden(ServiceError):
-    status = 403
-    source = "auth"
-
-
-class PayloadTooLarge(ServiceError):
-    status = 413
-    source = "limit"
+# The errors both services raise alike, re-exported: the service's code imports them from here.
+from kernel.errors import Forbidden as Forbidden
+from kernel.errors import InvalidInput as InvalidInput
+from kernel.errors import KeyUnavailable as KeyUnavailable
+from kernel.errors import MalformedJson as MalformedJson
+from kernel.errors import PayloadTooLarge as PayloadTooLarge
+from kernel.errors import ServiceError as ServiceError
+from kernel.errors import Unauthorized as Unauthorized
 
 
 class UnsupportedMediaType(ServiceError):
@@ -38,13 +18,17 @@ class UnsupportedMediaType(ServiceError):
     source = "validation"
 
 
-class InvalidInput(ServiceError):
-    status = 422
-    source = "validation"
-
-
 class BatchTooLarge(InvalidInput):
     source = "limit"
+
+
+class OutOfRange(ServiceError):
+    """A feature value outside the served version's training range, refused when
+    MLSTACK_REFUSE_OUT_OF_RANGE is on: 422 in every protocol (not InvalidInput, which the
+    V2, KServe V1 and MLflow protocols answer with 400)."""
+
+    status = 422
+    source = "validation"
 
 
 class ModelNotFound(ServiceError):
@@ -65,12 +49,14 @@ class NotServed(ServiceError):
 
 class NotReady(ServiceError):
     status = 503
+    source = "model"
 
 
 class NoBaseline(ServiceError):
     """The served version has no baseline statistics, so no drift can be computed."""
 
     status = 409
+    source = "model"
 
 
 class ModelLoadError(Exception):

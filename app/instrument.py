@@ -4,7 +4,6 @@ the pipeline and everything else to FastAPI."""
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from typing import Any
@@ -12,24 +11,15 @@ from typing import Any
 import structlog
 
 from app import metrics
-from app.asgi import Headers, Message, Receive, Scope, Send, json_response, send_response
+from app.asgi import json_response, send_response
 from app.pipeline import Pipeline, Protocol, RequestContext
 from app.prediction_log import PredictionShipper, record
+from kernel.requests import REQUEST_ID_HEADER, Message, Receive, Scope, Send, request_id
 
 log = structlog.get_logger("app.request")
 
 METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"})
 _CACHED_PATHS = 1024  # paths remembered with their route; more are matched each time
-
-
-def _request_id(headers: Headers) -> str:
-    for name, value in headers:
-        if name == b"x-request-id":
-            text = value.decode("latin-1")
-            if 0 < len(text) <= 128 and text.isprintable():
-                return text
-            break
-    return os.urandom(16).hex()
 
 
 def _compile(template: str) -> re.Pattern[str]:
@@ -141,10 +131,10 @@ class Instrumented:
         route, params = self.route_table.match(method, path)
         method_label = method if method in METHODS else "other"
         headers = scope["headers"]
-        request_id = _request_id(headers)
-        context = RequestContext(request_id, route, params, self.log_features)
+        rid = request_id(headers)
+        context = RequestContext(rid, route, params, self.log_features)
         scope["mlstack"] = context
-        id_header = (b"x-request-id", request_id.encode("latin-1"))
+        id_header = (REQUEST_ID_HEADER, rid.encode("latin-1"))
         status = 500
         response_started = False
         metrics.IN_FLIGHT.inc()
@@ -166,7 +156,7 @@ class Instrumented:
                     status = recorder.status
                     response_started = recorder.started
         except Exception:
-            log.exception("request.crashed", request_id=request_id, route=route)
+            log.exception("request.crashed", request_id=rid, route=route)
             context.error = "internal error"
             context.error_source = "model"
             if not response_started and not context.status:
@@ -183,7 +173,7 @@ class Instrumented:
                 shipper.add(record(context, status, elapsed, shipper.features))
             log.info(
                 "request.finished",
-                request_id=request_id,
+                request_id=rid,
                 method=method,
                 route=route,
                 path=path,

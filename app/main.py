@@ -15,9 +15,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from app import log as app_log
 from app import metrics
-from app.auth import ApiKeyCheck
 from app.errors import ServiceError
 from app.instrument import Instrumented
 from app.model_store import ModelStore
@@ -26,6 +24,8 @@ from app.prediction_log import PredictionShipper
 from app.protocols import error_form, prediction_routes
 from app.routes import drift, health, kserve_v1, mlflow_scoring, model, predict, v2
 from app.settings import Settings
+from kernel import log as kernel_log
+from kernel.keys import ApiKeyCheck
 
 log = structlog.get_logger("app.main")
 
@@ -36,9 +36,10 @@ def create_app(settings: Settings | None = None) -> Instrumented:
     Raises ValueError for unusable settings (e.g. an unreadable API-key file).
     """
     settings = settings or Settings()
-    app_log.configure(settings.log_level)
+    # httpx logs every MLflow call at INFO; the model store logs what matters as events.
+    kernel_log.configure(settings.log_level, quiet=("httpx",))
     store = ModelStore(settings)
-    auth = ApiKeyCheck(settings.resolved_api_key(), settings.api_key_header)
+    auth = ApiKeyCheck(settings.api_key_source(), settings.api_key_header)
     metrics.MODEL_LOADED.set(0)
     shipping = settings.prediction_log()
     shipper = PredictionShipper(shipping) if shipping is not None else None

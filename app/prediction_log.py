@@ -22,6 +22,7 @@ import structlog
 from app import metrics
 from app.pipeline import RequestContext
 from app.settings import PredictionLogSettings
+from kernel.errors import KeyUnavailable
 
 log = structlog.get_logger("app.prediction_log")
 
@@ -54,9 +55,8 @@ def record(
 class PredictionShipper:
     def __init__(self, settings: PredictionLogSettings) -> None:
         self._url = settings.url.rstrip("/") + PATH
-        self._headers = {"content-type": "application/json"}
-        if settings.api_key is not None:
-            self._headers[settings.api_key_header] = settings.api_key.decode()
+        self._key = settings.api_key  # read per batch: a rotated key file takes effect
+        self._key_header = settings.api_key_header
         self._batch = settings.batch
         self._interval = settings.interval_seconds
         self._timeout = settings.timeout_seconds
@@ -136,10 +136,18 @@ class PredictionShipper:
     async def _send_one(self, client: httpx.AsyncClient) -> bool:
         batch = [self._queue.popleft() for _ in range(min(self._batch, len(self._queue)))]
         metrics.PREDICTION_LOG_QUEUE.set(len(self._queue))
+        headers = {"content-type": "application/json"}
         try:
+            if self._key is not None:
+                headers[self._key_header] = self._key.current().decode()
             response = await client.post(
-                self._url, content=orjson.dumps({"records": batch}), headers=self._headers
+                self._url, content=orjson.dumps({"records": batch}), headers=headers
             )
+        except KeyUnavailable as exc:
+            # The key file is unreadable: keep the records and retry (the key source logged it).
+            self._requeue(batch)
+            log.warning("prediction_log.send_failed", error=str(exc), records=len(batch))
+            return False
         except httpx.HTTPError as exc:
             self._requeue(batch)
             log.warning("prediction_log.send_failed", error=str(exc), records=len(batch))

@@ -6,12 +6,13 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from mlflow import MlflowClient
+from starlette.requests import ClientDisconnect
 
-from control.auth import ApiKeyCheck
-from control.errors import PayloadTooLarge
 from control.prediction_log import PredictionLog
-from control.settings import ControlSettings
+from control.settings import ENV_PREFIX, ControlSettings
 from control.training_jobs import TrainingJobs
+from kernel import requests
+from kernel.keys import ApiKeyCheck
 
 
 def get_settings(request: Request) -> ControlSettings:
@@ -36,7 +37,7 @@ def get_training_jobs(request: Request) -> TrainingJobs:
 
 def require_api_key(request: Request) -> None:
     auth: ApiKeyCheck = request.app.state.auth
-    auth.check(request.headers.get(auth.header))
+    auth.check(request.scope["headers"])
 
 
 def caller(request: Request) -> str:
@@ -50,24 +51,16 @@ LogDep = Annotated[PredictionLog, Depends(get_log)]
 ClientDep = Annotated[MlflowClient, Depends(get_client)]
 TrainingJobsDep = Annotated[TrainingJobs, Depends(get_training_jobs)]
 CallerDep = Annotated[str, Depends(caller)]
-ApiKeyDep = Depends(require_api_key)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused (413) past `limit` bytes whether declared or streamed."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(
-            f"body of {declared} bytes is over the limit of {limit} bytes "
-            "(MLSTACK_CONTROL_MAX_BODY_BYTES)"
+    try:
+        return await requests.read_body(
+            request.receive,
+            request.headers.get("content-length", "").encode("latin-1") or None,
+            limit,
+            f"{ENV_PREFIX}MAX_BODY_BYTES",
         )
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(
-                f"body is over the limit of {limit} bytes (MLSTACK_CONTROL_MAX_BODY_BYTES)"
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
+    except requests.ClientDisconnected:
+        raise ClientDisconnect from None  # as Starlette's own body reader raises it

@@ -10,26 +10,21 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
+
+# The errors both services raise alike, re-exported: the control plane imports them from here.
+from kernel.errors import Forbidden as Forbidden
+from kernel.errors import InvalidInput as InvalidInput
+from kernel.errors import KeyUnavailable as KeyUnavailable
+from kernel.errors import MalformedJson as MalformedJson
+from kernel.errors import PayloadTooLarge as PayloadTooLarge
+from kernel.errors import ServiceError
+from kernel.errors import Unauthorized as Unauthorized
 
 log = structlog.get_logger("control.errors")
 
 
-class ControlError(Exception):
-    """An error with a message safe to return to the client."""
-
-    status = 500
-
-
-class MalformedJson(ControlError):
-    status = 400
-
-
-class Unauthorized(ControlError):
-    status = 401
-
-
-class Forbidden(ControlError):
-    status = 403
+ControlError = ServiceError  # the base of every error the control plane answers with
 
 
 class NotFound(ControlError):
@@ -40,14 +35,6 @@ class Conflict(ControlError):
     """The request is valid but the registry's state refuses it (signatures, no previous)."""
 
     status = 409
-
-
-class PayloadTooLarge(ControlError):
-    status = 413
-
-
-class InvalidInput(ControlError):
-    status = 422
 
 
 class ClusterUnavailable(ControlError):
@@ -96,8 +83,9 @@ def install(app: FastAPI) -> None:
         return JSONResponse({"detail": describe(list(exc.errors()))}, status_code=422)
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        headers = {"allow": _allowed(request)} if exc.status_code == 405 else exc.headers
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(DBAPIError)
     async def database_error(_: Request, exc: DBAPIError) -> JSONResponse:
@@ -107,3 +95,16 @@ def install(app: FastAPI) -> None:
             {"detail": f"the prediction log's database failed: {type(exc.orig).__name__}"},
             status_code=503,
         )
+
+
+def _allowed(request: Request) -> str:
+    """Every method the request's path takes, for a 405's `Allow` (Starlette's names only the
+    first matching route's: POST alone for /v1/predictions, which takes GET too)."""
+    scope = {**request.scope, "method": ""}  # no method: every route of the path matches partly
+    methods = {
+        method
+        for route in request.app.router.routes
+        if route.matches(scope)[0] is Match.PARTIAL
+        for method in getattr(route, "methods", None) or ()
+    }
+    return ", ".join(sorted(methods))

@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import structlog
 
 from control import metrics
+from kernel.requests import REQUEST_ID_HEADER, Message, Receive, Scope, Send, request_id
 
 log = structlog.get_logger("control.request")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"})
-
-
-def _request_id(scope: Scope) -> str:
-    for name, value in scope["headers"]:
-        if name == b"x-request-id":
-            text = value.decode("latin-1")
-            if 0 < len(text) <= 128 and text.isprintable():
-                return text
-            break
-    return os.urandom(16).hex()
 
 
 class RequestMetrics:
@@ -41,8 +26,8 @@ class RequestMetrics:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = _request_id(scope)
-        id_header = (b"x-request-id", request_id.encode("latin-1"))
+        rid = request_id(scope["headers"])
+        id_header = (REQUEST_ID_HEADER, rid.encode("latin-1"))
         state = {"status": 500}
 
         async def send_with_id(message: Message) -> None:
@@ -65,7 +50,7 @@ class RequestMetrics:
             if route not in ("/metrics", "/livez", "/readyz"):
                 log.info(
                     "request.finished",
-                    request_id=request_id,
+                    request_id=rid,
                     method=scope["method"],
                     route=route,
                     path=scope["path"],

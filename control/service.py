@@ -15,13 +15,13 @@ from mlflow import MlflowClient
 
 from control import errors
 from control import log as control_log
-from control.auth import ApiKeyCheck
 from control.database import describe, migrate, open_engine
 from control.instrument import RequestMetrics
 from control.prediction_log import PredictionLog, apply_retention
 from control.routes import experiments, health, models, predictions, training_jobs
 from control.settings import ControlSettings
 from control.training_jobs import TrainingJobs
+from kernel.keys import ApiKeyCheck
 
 log = structlog.get_logger("control.service")
 
@@ -32,7 +32,7 @@ def create_app(settings: ControlSettings | None = None) -> FastAPI:
     The database is migrated when the application starts, before it answers."""
     settings = settings or ControlSettings()
     control_log.configure(settings.log_level)
-    auth = ApiKeyCheck(settings.resolved_api_key(), settings.api_key_header)
+    auth = ApiKeyCheck(settings.api_key_source(), settings.api_key_header)
     engine = open_engine(settings.database_url())
     store = PredictionLog(engine)
 

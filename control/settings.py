@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from kernel.keys import KeySource, key_source
 from training import contract
 
 ENV_PREFIX = "MLSTACK_CONTROL_"
@@ -106,20 +107,22 @@ class ControlSettings(BaseSettings):
             raise ValueError(f"set {ENV_PREFIX}API_KEY or {ENV_PREFIX}API_KEY_FILE, not both")
         return self
 
+    def api_key_source(self) -> KeySource | None:
+        """The key of every /v1 route (a file's is re-read when it changes), None when auth is
+        off. Raises ValueError for an empty key or an unreadable file."""
+        literal = self.api_key.get_secret_value() if self.api_key is not None else None
+        return key_source(
+            literal,
+            self.api_key_file,
+            setting=f"{ENV_PREFIX}API_KEY_FILE",
+            name="the control plane API key",
+        )
+
     def resolved_api_key(self) -> bytes | None:
-        """The key as bytes, or None when auth is off. Raises ValueError for an unusable file."""
-        if self.api_key is not None:
-            key = self.api_key.get_secret_value()
-        elif self.api_key_file is not None:
-            try:
-                key = self.api_key_file.read_text().strip()
-            except OSError as exc:
-                raise ValueError(f"{ENV_PREFIX}API_KEY_FILE {self.api_key_file}: {exc}") from exc
-        else:
-            return None
-        if not key:
-            raise ValueError("the control plane API key is empty")
-        return key.encode()
+        """The key as it is now (what the command sends), None when auth is off. Raises
+        ValueError for an empty key or an unreadable file."""
+        source = self.api_key_source()
+        return source.current() if source is not None else None
 
     def database_url(self) -> str:
         """The prediction log's SQLAlchemy URL (contains the password, if any)."""

@@ -7,7 +7,27 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.leaks import LEDGER, Ledger
 from tests.processes import Process, start_app, start_mlflow, train_model
+
+AFTER_ALL = "after_all"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"{AFTER_ALL}: runs after every other test of the session (the leak check)"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `after_all` go last, so they see what every other test left."""
+    items.sort(key=lambda item: item.get_closest_marker(AFTER_ALL) is not None)
+
+
+@pytest.fixture(scope="session")
+def ledger() -> Ledger:
+    """Every service the session started (tests/processes.py), with the secrets it was given."""
+    return LEDGER
 
 
 @pytest.fixture(scope="session")

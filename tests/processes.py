@@ -25,6 +25,7 @@ from hack.local import (
     start_postgres,
     wait_until,
 )
+from tests import leaks
 
 __all__ = [
     "KUBE_BIN",
@@ -57,6 +58,23 @@ def train_model(tracking_uri: str, name: str, *args: str) -> None:
         raise RuntimeError(f"training failed ({result.returncode}):\n{result.stderr[-3000:]}")
 
 
+@dataclass
+class Service(Process):
+    """An inference service or a control plane the tests started: registered with the leak
+    check (`tests/leaks.py`), which keeps its /metrics just before it stops."""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            leaks.LEDGER.scrape(self.url)
+        super().stop()
+
+
+def _service(cmd: list[str], log: Path, url: str, env: dict[str, str]) -> Service:
+    leaks.LEDGER.register(log, url, {**os.environ, **env})
+    process = start(cmd, log, url, env=env)
+    return Service(process.proc, process.log, process.url)
+
+
 def start_app(
     directory: Path,
     tracking_uri: str,
@@ -68,7 +86,7 @@ def start_app(
     port = free_port()
     directory.mkdir(parents=True, exist_ok=True)
     url = f"http://127.0.0.1:{port}"
-    process = start(
+    process = _service(
         [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)],
         directory / f"app-{port}.log",
         url,
@@ -104,7 +122,7 @@ def start_control(
     directory.mkdir(parents=True, exist_ok=True)
     url = f"http://127.0.0.1:{port}"
     base = command or [sys.executable, "-m", "control", "serve", "--host", "127.0.0.1"]
-    process = start(
+    process = _service(
         [*base, "--port", str(port)],
         directory / f"control-{port}.log",
         url,

@@ -101,24 +101,28 @@ def test_every_predict_request_becomes_a_record_with_its_outcome(
         mlflow_server,
         champion_name,
         receiver,
-        MLSTACK_API_KEY="k",
+        MLSTACK_API_KEY="pl-app-key",
         MLSTACK_PREDICTION_LOG_API_KEY_FILE=str(key),
     )
     try:
-        assert _predict(app.url, SETOSA, {"x-api-key": "k", "x-request-id": "ok-1"}) == 200
+        assert _predict(app.url, SETOSA, {"x-api-key": "pl-app-key", "x-request-id": "ok-1"}) == 200
         assert (
             _predict(
-                app.url, {"instances": [SETOSA, SETOSA]}, {"x-api-key": "k", "x-request-id": "ok-2"}
+                app.url,
+                {"instances": [SETOSA, SETOSA]},
+                {"x-api-key": "pl-app-key", "x-request-id": "ok-2"},
             )
             == 200
         )
-        assert _predict(app.url, {"x": 1}, {"x-api-key": "k", "x-request-id": "bad-1"}) == 422
+        assert (
+            _predict(app.url, {"x": 1}, {"x-api-key": "pl-app-key", "x-request-id": "bad-1"}) == 422
+        )
         assert _predict(app.url, SETOSA, {"x-request-id": "auth-1"}) == 401
         assert (
             _predict(
                 app.url,
                 {"instances": [SETOSA] * 1001},
-                {"x-api-key": "k", "x-request-id": "limit-1"},
+                {"x-api-key": "pl-app-key", "x-request-id": "limit-1"},
             )
             == 422
         )

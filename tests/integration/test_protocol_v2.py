@@ -410,7 +410,9 @@ def test_another_model_or_version_is_404_on_every_route_family(
 def test_auth_guards_infer_and_metadata_but_not_health(
     mlflow_server: Process, champion_name: str, tmp_path: Path
 ) -> None:
-    app = start_app(tmp_path, mlflow_server.url, champion_name, env={"MLSTACK_API_KEY": "k3y"})
+    app = start_app(
+        tmp_path, mlflow_server.url, champion_name, env={"MLSTACK_API_KEY": "v2-s3cret-key"}
+    )
     try:
         body = orjson.dumps(_single(ROWS[:1]))
         for method, path in (
@@ -427,13 +429,15 @@ def test_auth_guards_infer_and_metadata_but_not_health(
             assert missing.status_code == 401, path
             assert "missing API key header 'x-api-key'" in missing.json()["error"]
             assert call({"x-api-key": "wrong"}).status_code == 403
-            assert call({"x-api-key": "k3y"}).status_code == 200
+            assert call({"x-api-key": "v2-s3cret-key"}).status_code == 200
         open_paths = ("/v2", "/v2/health/live", "/v2/health/ready")
         for path in (*open_paths, f"/v2/models/{champion_name}/ready"):
             assert httpx.get(f"{app.url}{path}").status_code == 200, path
         with triton.InferenceServerClient(app.url.removeprefix("http://")) as http:
             result = http.infer(
-                champion_name, _triton_inputs("FP32", ROWS[:1], True), headers={"x-api-key": "k3y"}
+                champion_name,
+                _triton_inputs("FP32", ROWS[:1], True),
+                headers={"x-api-key": "v2-s3cret-key"},
             )
             assert result.as_numpy("label").tolist() == [b"setosa"]
             with pytest.raises(InferenceServerException, match="missing API key"):
