@@ -70,6 +70,12 @@ FEATURE_DRIFT = Gauge(
     ["feature"],
 )
 DRIFT_WINDOW_ROWS = Gauge("mlstack_drift_window_rows", "Rows in the drift window.")
+OUT_OF_RANGE = Counter(
+    "mlstack_feature_out_of_range",
+    "Feature values outside the training range of the version's baseline, per feature "
+    "(refused ones included).",
+    ["model_version", "feature"],
+)
 PREDICTION_LOG_SHIPPED = Counter(
     "mlstack_prediction_log_shipped", "Prediction records accepted by the control plane."
 )

@@ -18,7 +18,7 @@ import orjson
 import structlog
 
 from app import metrics
-from app.drift import DriftWindow
+from app.drift import DriftWindow, FeatureRanges
 from app.errors import ModelLoadError, ModelRefused
 from app.predictors import Predictor, load_predictor
 from app.registry import Registry, RegistryUnavailable, VersionRef
@@ -52,6 +52,9 @@ class LoadedModel:
     # Metric children bound once per version, so the hot path does no label lookups.
     class_counters: tuple[Any, ...] = field(repr=False)
     confidence: Any = field(repr=False)
+    # The baseline's training ranges and the values seen outside them; None without a
+    # baseline or with one that predates ranges (nothing is counted then).
+    ranges: FeatureRanges | None = None
     # The header every prediction answer carries.
     version_header: tuple[tuple[bytes, bytes], ...] = field(init=False, repr=False)
 
@@ -94,12 +97,13 @@ def load_version(
         proba.sum(axis=1), 1.0, atol=1e-3
     ):
         raise ModelRefused(f"v{ref.version}: smoke prediction gave probabilities {proba.tolist()}")
-    drift = None
+    drift = ranges = None
     if baseline is not None:
         try:
             drift = DriftWindow(features, baseline, settings.drift_window)
         except ValueError as exc:
             raise ModelRefused(f"v{ref.version}: {exc}") from exc
+        ranges = _ranges(ref, features, baseline)
     return LoadedModel(
         ref=ref,
         features=features,
@@ -114,7 +118,23 @@ def load_version(
         examples=rows[:EXAMPLE_ROWS] if from_example else None,
         class_counters=tuple(metrics.PREDICTIONS.labels(ref.version, c) for c in predictor.classes),
         confidence=metrics.CONFIDENCE.labels(ref.version),
+        ranges=ranges,
     )
+
+
+def _ranges(
+    ref: VersionRef, features: tuple[str, ...], baseline: dict[str, contract.FeatureBaseline]
+) -> FeatureRanges | None:
+    """The range counter of a version, its metric children bound (at 0) for the features with
+    a range; None when the baseline has no ranges."""
+    if all(baseline[f].range is None for f in features):
+        log.info("model.ranges_unknown", version=ref.version)
+        return None
+    counters = [
+        metrics.OUT_OF_RANGE.labels(ref.version, f) if baseline[f].range is not None else None
+        for f in features
+    ]
+    return FeatureRanges(features, baseline, counters)
 
 
 def _estimator_order(values: tuple[Any, ...]) -> list[int] | None:
@@ -163,7 +183,9 @@ class ModelStore:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.current: LoadedModel | None = None
-        self._registry = Registry(settings.tracking_uri, settings.mlflow_timeout_seconds)
+        self._registry = Registry(
+            settings.tracking_uri, settings.mlflow_timeout_seconds, settings.mlflow_credentials()
+        )
         self._refused: set[str] = set()
         self.last_error: str | None = None
         # The version the alias points to that was refused while another one serves, and why.
@@ -218,6 +240,7 @@ class ModelStore:
             previous=live.version if live else None,
             predictor=candidate.predictor.kind,
             drift_baseline=candidate.drift is not None,
+            feature_ranges=candidate.ranges is not None,
             seconds=round(seconds, 3),
         )
         self.last_error = None

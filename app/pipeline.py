@@ -1,9 +1,10 @@
-"""The one request pipeline of every prediction route: parse → predict → observe → render.
+"""The one request pipeline of every prediction route: parse → check → predict → observe →
+render.
 
 A protocol (`/predict`, Open Inference Protocol V2, KServe V1, MLflow `/invocations`) is a
 parser and a renderer only. Everything else is here, once: the API key, the body limit, the
-model read once per request, metrics, drift and what the prediction log and the request log
-line need (the `RequestContext`).
+model read once per request, the training-range check, metrics, drift and what the prediction
+log and the request log line need (the `RequestContext`).
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 
-from app.asgi import ClientDisconnected, Headers, Receive, Response, Send, read_body, send_response
-from app.auth import ApiKeyCheck
+from app.asgi import Response, send_response
 from app.errors import ModelNotFound, NotReady, ServiceError
 from app.metrics import observe_many, observe_one
 from app.model_store import LoadedModel, ModelStore
 from app.settings import Limits
+from kernel.keys import ApiKeyCheck
+from kernel.requests import ClientDisconnected, Headers, Receive, Send, read_body
 
 S = TypeVar("S")
 
@@ -168,6 +170,17 @@ def predict(model: LoadedModel, rows: np.ndarray) -> Prediction:
     return Prediction(proba, top, [classes[i] for i in top], confidence)
 
 
+def check_ranges(model: LoadedModel, rows: np.ndarray, refuse: bool) -> None:
+    """Count the values outside their feature's training range; with `refuse`, raise
+    OutOfRange naming the first. Nothing to do for a version without ranges."""
+    ranges = model.ranges
+    if ranges is None:
+        return
+    outside = ranges.count(rows)
+    if outside is not None and refuse:
+        raise ranges.refusal(rows, outside)
+
+
 def observe(model: LoadedModel, rows: np.ndarray, prediction: Prediction) -> None:
     """Per-class counts, the confidence histogram and the drift window."""
     top = prediction.top
@@ -191,6 +204,7 @@ class Pipeline:
         self.auth = auth
         self.limits = limits
         self._model_name = store.settings.model_name
+        self._refuse_out_of_range = store.settings.refuse_out_of_range
 
     async def __call__(
         self,
@@ -208,7 +222,9 @@ class Pipeline:
         try:
             self.auth.check(headers)
             content_type, declared = _content_headers(headers)
-            body = await read_body(receive, declared, self.limits.max_body_bytes)
+            body = await read_body(
+                receive, declared, self.limits.max_body_bytes, "MLSTACK_MAX_BODY_BYTES"
+            )
             model = self.store.current  # read once: this request finishes on this model
             if model is None:
                 raise NotReady("no model is loaded yet")
@@ -217,6 +233,7 @@ class Pipeline:
             if context.params:  # a route naming the model (V2, KServe V1)
                 check_target(context.params, model)
             rows, state = protocol.parse(Request(body, headers, content_type, model, self.limits))
+            check_ranges(model, rows, self._refuse_out_of_range)
             prediction = predict(model, rows)
         except ServiceError as exc:
             context.fail(exc)

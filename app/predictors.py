@@ -4,16 +4,19 @@ Each takes a float32 array of shape (rows, features) in the signature's feature 
 returns class probabilities, one column per entry of its `classes`, in that order.
 
 What a model file may execute is the server's decision, never the file's: skops files load
-with the server's allow-list of types only, and pickle loads only when the server allows it.
+with the server's allow-list of types only, pickle loads only when the server allows it, and
+ONNX files are checked before onnxruntime sees them (size, opsets, standard operators only).
 """
 
 from __future__ import annotations
 
+import functools
 import pickle
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -21,8 +24,19 @@ from app.errors import ModelLoadError, ModelRefused
 from training import contract
 from training.mlmodel import ONNX, PICKLE_FORMATS, ModelFiles
 
+if TYPE_CHECKING:
+    import onnx
+
 # The service's default allow-list of skops types: scikit-learn, numpy and scipy.
 DEFAULT_TRUSTED_TYPES: tuple[str, ...] = ("sklearn.", "numpy.", "scipy.")
+# The largest ONNX model loaded, external data included (a classifier is kilobytes to a few
+# hundred megabytes for a large forest).
+DEFAULT_ONNX_MAX_BYTES = 512 * 1024 * 1024
+# The operator domains an ONNX model may use: the standard operators and the traditional-ML
+# ones, all skl2onnx's classifiers need. onnxruntime's own contrib operators (com.microsoft)
+# are compiled in rather than loaded from a library, but they are a large surface, less
+# reviewed than the standard operators, that no classifier mlstack serves needs: refused too.
+_ONNX_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
 
 
 class Predictor(Protocol):
@@ -37,14 +51,18 @@ class Predictor(Protocol):
 
 @dataclass(frozen=True)
 class Trust:
-    """The service's loading policy (settings MLSTACK_SKOPS_TRUSTED_TYPES, MLSTACK_ALLOW_PICKLE).
+    """The service's loading policy (settings MLSTACK_SKOPS_TRUSTED_TYPES, MLSTACK_ALLOW_PICKLE,
+    MLSTACK_ONNX_MAX_BYTES, MLSTACK_ONNX_MAX_OPSET, MLSTACK_ONNX_ML_MAX_OPSET).
 
     An entry ending in "." trusts every type under that module prefix; any other entry one
-    type by its full name.
+    type by its full name. An ONNX opset bound of None is the installed onnxruntime's newest.
     """
 
     skops_types: tuple[str, ...]
     allow_pickle: bool
+    onnx_max_bytes: int = DEFAULT_ONNX_MAX_BYTES
+    onnx_max_opset: int | None = None
+    onnx_ml_max_opset: int | None = None
 
     def untrusted(self, types: list[str]) -> list[str]:
         return sorted(
@@ -57,10 +75,18 @@ class Trust:
 class OnnxPredictor:
     kind = "onnx"
 
-    def __init__(self, path: Path, n_features: int, classes: tuple[str, ...] | None) -> None:
+    def __init__(
+        self, path: Path, n_features: int, classes: tuple[str, ...] | None, trust: Trust
+    ) -> None:
+        """Raises ModelRefused when the file fails the server's checks (check_onnx) or is not
+        a classifier mlstack serves, ModelLoadError when onnxruntime cannot load it."""
         import onnxruntime as ort
 
+        graph = check_onnx(path, trust).graph
+        # Fresh options on which no custom-operator library is ever registered
+        # (register_custom_ops_library): the checked graph uses standard operators only.
         options = ort.SessionOptions()
+        options.add_session_config_entry("session.allow_released_opsets_only", "1")
         # One pod, one worker, one thread: replicas scale out, threads would only contend.
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
@@ -93,13 +119,15 @@ class OnnxPredictor:
         self._dtype = np.float64 if tensor.type == "tensor(double)" else np.float32
         self._outputs = [self._probabilities_output()]
         if classes is None:
-            values = _onnx_classes(path, self._label_output())
+            values = _onnx_classes(graph, path.parent, self._label_output())
             self.classes = tuple(str(c) for c in values)
         else:
             # Given as text (manifest, metadata): the graph still says whether they are ints.
             self.classes = classes
             try:
-                by_text = {str(v): v for v in _onnx_classes(path, self._label_output())}
+                by_text = {
+                    str(v): v for v in _onnx_classes(graph, path.parent, self._label_output())
+                }
             except ModelRefused:
                 by_text = {}
             values = tuple(by_text.get(c, c) for c in classes)
@@ -143,13 +171,11 @@ class OnnxPredictor:
         return np.asarray(result, dtype=np.float32)
 
 
-def _onnx_classes(path: Path, label: str) -> tuple[Any, ...]:
+def _onnx_classes(graph: onnx.GraphProto, folder: Path, label: str) -> tuple[Any, ...]:
     """The class labels an ONNX classifier's label output takes, read from its graph (int
-    labels stay ints)."""
-    import onnx
+    labels stay ints; a constant kept as external data is read from `folder`)."""
     from onnx import numpy_helper
 
-    graph = onnx.load(str(path)).graph
     producers = {out: node for node in graph.node for out in node.output}
     constants = {i.name: i for i in graph.initializer}
     name = label
@@ -163,7 +189,7 @@ def _onnx_classes(path: Path, label: str) -> tuple[Any, ...]:
             if attribute.name in ("classlabels_ints", "classlabels_int64s"):
                 return tuple(int(i) for i in attribute.ints)
         if node.op_type == "ArrayFeatureExtractor" and node.input[0] in constants:
-            values = numpy_helper.to_array(constants[node.input[0]]).ravel()
+            values = numpy_helper.to_array(constants[node.input[0]], str(folder)).ravel()
             return tuple(v.decode() if isinstance(v, bytes) else v for v in values.tolist())
         if node.op_type not in ("Cast", "Identity", "Reshape", "Squeeze", "Flatten"):
             break
@@ -172,6 +198,155 @@ def _onnx_classes(path: Path, label: str) -> tuple[Any, ...]:
         f"the ONNX model's label output {label!r} does not say its classes: log the model with "
         "metadata={'classes': [...]} in the order of its probability columns"
     )
+
+
+def check_onnx(path: Path, trust: Trust) -> onnx.ModelProto:
+    """The model at `path`, read without its external data, once it passes the server's checks:
+    the file and the external-data files it names within `trust.onnx_max_bytes` and inside its
+    folder, every opset no newer than the server loads, and standard operator domains only.
+
+    Raises ModelRefused naming the size, file, opset, domain or operator at fault, and
+    ModelLoadError when the file cannot be read or parsed."""
+    import onnx
+
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ModelLoadError(f"ONNX model {path.name} cannot be read: {exc}") from exc
+    limit = trust.onnx_max_bytes
+    if size > limit:  # refused before it is parsed
+        raise ModelRefused(_too_large(path, size, limit))
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises its own untyped errors
+        raise ModelLoadError(f"ONNX model {path.name} does not parse: {exc}") from exc
+    nodes, tensors = _walk(model)
+    external = _external_files(path, tensors)
+    total = size + sum(f.stat().st_size for f in external)
+    if total > limit:
+        raise ModelRefused(_too_large(path, total, limit, len(external)))
+    for node in nodes:
+        if node.domain not in _ONNX_DOMAINS:
+            raise ModelRefused(
+                f"ONNX model {path.name} uses operator {node.op_type!r} of domain "
+                f"{node.domain!r}: {_DOMAINS_ONLY}"
+            )
+    imports = [*model.opset_import, *(i for f in model.functions for i in f.opset_import)]
+    _check_opsets(path, imports, trust)
+    return model
+
+
+_DOMAINS_ONLY = (
+    "only the standard operator domains ('' or 'ai.onnx', and 'ai.onnx.ml') load; custom "
+    "operators need code the server never loads"
+)
+
+
+def _too_large(path: Path, size: int, limit: int, external: int = 0) -> str:
+    held = f" with its {external} external-data file(s)" if external else ""
+    return (
+        f"ONNX model {path.name}{held} is {size} bytes, over MLSTACK_ONNX_MAX_BYTES ({limit}); "
+        "raise it if you trust a model this large"
+    )
+
+
+def _walk(model: onnx.ModelProto) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """Every node and every tensor of the model: its graph, the subgraphs of control-flow
+    nodes (If, Loop, Scan) and its local functions."""
+    nodes: list[onnx.NodeProto] = []
+    tensors: list[onnx.TensorProto] = []
+
+    def graph(g: onnx.GraphProto) -> None:
+        tensors.extend(g.initializer)
+        for sparse in g.sparse_initializer:
+            tensors.extend((sparse.values, sparse.indices))
+        visit(g.node)
+
+    def visit(node_list: Iterable[onnx.NodeProto]) -> None:
+        for node in node_list:
+            nodes.append(node)
+            for attribute in node.attribute:
+                if attribute.HasField("t"):
+                    tensors.append(attribute.t)
+                tensors.extend(attribute.tensors)
+                sparse = [attribute.sparse_tensor] if attribute.HasField("sparse_tensor") else []
+                for s in (*sparse, *attribute.sparse_tensors):
+                    tensors.extend((s.values, s.indices))
+                if attribute.HasField("g"):
+                    graph(attribute.g)
+                for sub in attribute.graphs:
+                    graph(sub)
+
+    graph(model.graph)
+    for function in model.functions:
+        visit(function.node)
+    return nodes, tensors
+
+
+def _external_files(path: Path, tensors: list[onnx.TensorProto]) -> set[Path]:
+    """The files the tensors keep their data in, each inside the model's folder."""
+    import onnx
+
+    folder = path.parent.resolve()
+    files: set[Path] = set()
+    for tensor in tensors:
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        # Resolved, so neither "..", an absolute path nor a symbolic link leads out.
+        target = (folder / location).resolve()
+        if not location or target == folder or not target.is_relative_to(folder):
+            raise ModelRefused(
+                f"ONNX model {path.name}: tensor {tensor.name!r} keeps its data in "
+                f"{location!r}, outside the model's folder: external data must sit beside "
+                "the model file"
+            )
+        if not target.is_file():
+            raise ModelRefused(
+                f"ONNX model {path.name}: tensor {tensor.name!r} keeps its data in "
+                f"{location!r}, which the version does not hold"
+            )
+        files.add(target)
+    return files
+
+
+def _check_opsets(path: Path, imports: Iterable[onnx.OperatorSetIdProto], trust: Trust) -> None:
+    newest = runtime_opsets()
+    bounds = {
+        "": _lower(trust.onnx_max_opset, newest[""]),
+        "ai.onnx.ml": _lower(trust.onnx_ml_max_opset, newest["ai.onnx.ml"]),
+    }
+    settings = {"": "MLSTACK_ONNX_MAX_OPSET", "ai.onnx.ml": "MLSTACK_ONNX_ML_MAX_OPSET"}
+    for opset in imports:
+        domain = "" if opset.domain == "ai.onnx" else opset.domain
+        if domain not in bounds:
+            raise ModelRefused(
+                f"ONNX model {path.name} imports operator domain {opset.domain!r}: {_DOMAINS_ONLY}"
+            )
+        if opset.version > bounds[domain]:
+            raise ModelRefused(
+                f"ONNX model {path.name} imports opset {opset.version} of domain "
+                f"{opset.domain or 'ai.onnx'!r}, newer than {bounds[domain]}, the newest this "
+                f"server loads (onnxruntime's newest is {newest[domain]}; {settings[domain]} "
+                "lowers it): convert the model with a lower target_opset"
+            )
+
+
+def _lower(setting: int | None, runtime: int) -> int:
+    return runtime if setting is None else min(setting, runtime)
+
+
+@functools.cache
+def runtime_opsets() -> dict[str, int]:
+    """The newest opset of `ai.onnx` (key "") and `ai.onnx.ml` the installed onnxruntime has
+    operators for."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+
+    newest: dict[str, int] = {"": 0, "ai.onnx.ml": 0}
+    for schema in ort_state.get_all_operator_schema():
+        if schema.domain in newest:
+            newest[schema.domain] = max(newest[schema.domain], schema.since_version)
+    return newest
 
 
 class SklearnPredictor:
@@ -236,10 +411,10 @@ def load_predictor(
     Without a manifest, classes come from the model itself."""
     classes = manifest.classes if manifest is not None else None
     if manifest is not None and manifest.onnx:
-        return OnnxPredictor(directory / contract.ONNX_FILE, len(files.features), classes)
+        return OnnxPredictor(directory / contract.ONNX_FILE, len(files.features), classes, trust)
     if files.flavor == ONNX:
         path = directory / files.model_file
-        return OnnxPredictor(path, len(files.features), classes or files.classes)
+        return OnnxPredictor(path, len(files.features), classes or files.classes, trust)
     return SklearnPredictor(
         directory / files.model_file, files.serialization_format, files.features, trust, classes
     )

@@ -10,7 +10,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.predictors import DEFAULT_TRUSTED_TYPES, Trust
+from app.predictors import DEFAULT_ONNX_MAX_BYTES, DEFAULT_TRUSTED_TYPES, Trust
+from kernel.keys import KeySource, key_source
 from training import contract
 
 
@@ -27,7 +28,7 @@ class PredictionLogSettings:
     """Where and how prediction records are shipped (the shipper's whole configuration)."""
 
     url: str
-    api_key: bytes | None
+    api_key: KeySource | None
     api_key_header: str
     batch: int
     interval_seconds: float
@@ -53,6 +54,17 @@ class Settings(BaseSettings):
         "http://127.0.0.1:5000",
         validation_alias="MLFLOW_TRACKING_URI",
         description="MLflow tracking server (environment MLFLOW_TRACKING_URI).",
+    )
+    mlflow_username: str | None = Field(
+        None,
+        validation_alias="MLFLOW_TRACKING_USERNAME",
+        description="MLflow account of the service (environment MLFLOW_TRACKING_USERNAME), for "
+        "an MLflow with basic auth; a read-only account is all it needs.",
+    )
+    mlflow_password: SecretStr | None = Field(
+        None,
+        validation_alias="MLFLOW_TRACKING_PASSWORD",
+        description="Password of that account (environment MLFLOW_TRACKING_PASSWORD).",
     )
     model_name: str = Field(contract.DEFAULT_MODEL_NAME, description="Registered model to serve.")
     model_alias: str = Field(contract.ALIAS_CHAMPION, description="Alias the service follows.")
@@ -88,6 +100,11 @@ class Settings(BaseSettings):
     drift_threshold: float = Field(
         0.2, gt=0, description="PSI above which GET /drift reports a feature as drifted."
     )
+    refuse_out_of_range: bool = Field(
+        False,
+        description="Refuse (422) a prediction request holding a feature value outside the "
+        "served version's training range (values outside are counted either way).",
+    )
     prediction_log_url: str | None = Field(
         None, description="Control plane base URL to ship prediction records to (off if unset)."
     )
@@ -120,10 +137,38 @@ class Settings(BaseSettings):
         False,
         description="Load pickle/cloudpickle model files (they run arbitrary code on load).",
     )
+    onnx_max_bytes: int = Field(
+        DEFAULT_ONNX_MAX_BYTES,
+        ge=1,
+        description="Largest ONNX model, its external-data files included, that is loaded.",
+    )
+    onnx_max_opset: int | None = Field(
+        None,
+        ge=1,
+        description="Newest `ai.onnx` opset an ONNX model may import (unset: the newest the "
+        "installed onnxruntime supports; it can only lower that bound).",
+    )
+    onnx_ml_max_opset: int | None = Field(
+        None,
+        ge=1,
+        description="Newest `ai.onnx.ml` opset an ONNX model may import (unset: the newest the "
+        "installed onnxruntime supports; it can only lower that bound).",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level."
     )
     log_features: bool = Field(False, description="Log raw feature values of each request.")
+
+    def mlflow_credentials(self) -> tuple[str, str] | None:
+        """(user, password) for MLflow's basic auth, or None without an account.
+        Raises ValueError when only one of the two is set."""
+        if self.mlflow_username is None and self.mlflow_password is None:
+            return None
+        if not self.mlflow_username or self.mlflow_password is None:
+            raise ValueError(
+                "set both MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or neither"
+            )
+        return self.mlflow_username, self.mlflow_password.get_secret_value()
 
     @model_validator(mode="after")
     def _one_key_source(self) -> Settings:
@@ -158,32 +203,29 @@ class Settings(BaseSettings):
 
     def trust(self) -> Trust:
         types = tuple(t.strip() for t in self.skops_trusted_types.split(",") if t.strip())
-        return Trust(skops_types=types, allow_pickle=self.allow_pickle)
+        return Trust(
+            skops_types=types,
+            allow_pickle=self.allow_pickle,
+            onnx_max_bytes=self.onnx_max_bytes,
+            onnx_max_opset=self.onnx_max_opset,
+            onnx_ml_max_opset=self.onnx_ml_max_opset,
+        )
 
-    def prediction_log_key(self) -> bytes | None:
-        if self.prediction_log_api_key_file is None:
-            return None
-        try:
-            return self.prediction_log_api_key_file.read_text().strip().encode() or None
-        except OSError as exc:
-            raise ValueError(
-                f"MLSTACK_PREDICTION_LOG_API_KEY_FILE {self.prediction_log_api_key_file}: {exc}"
-            ) from exc
+    def prediction_log_key(self) -> KeySource | None:
+        """The control plane's key the shipper sends (re-read when its file changes), None
+        without a file. Raises ValueError for an empty or unreadable file."""
+        return key_source(
+            None,
+            self.prediction_log_api_key_file,
+            setting="MLSTACK_PREDICTION_LOG_API_KEY_FILE",
+            name="the prediction log's API key",
+        )
 
-    def resolved_api_key(self) -> bytes | None:
-        """The key as bytes, or None when auth is off. Raises ValueError for an unusable file."""
-        if self.api_key is not None:
-            key = self.api_key.get_secret_value()
-        elif self.api_key_file is not None:
-            try:
-                key = self.api_key_file.read_text().strip()
-            except OSError as exc:
-                raise ValueError(f"MLSTACK_API_KEY_FILE {self.api_key_file}: {exc}") from exc
-        else:
-            return None
-        if not key:
-            raise ValueError("the API key is empty")
-        return key.encode()
+    def api_key_source(self) -> KeySource | None:
+        """The API key (a file's is re-read when it changes), None when auth is off. Raises
+        ValueError for an empty key or an unreadable file."""
+        literal = self.api_key.get_secret_value() if self.api_key is not None else None
+        return key_source(literal, self.api_key_file, setting="MLSTACK_API_KEY_FILE")
 
 
 @lru_cache

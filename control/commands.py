@@ -380,6 +380,7 @@ def _cluster_status(settings: ControlSettings) -> tuple[dict[str, Any], list[tup
 class _FeatureDrift(BaseModel):
     statistic: float | None
     drifted: bool
+    out_of_range: int | None = None  # None: no training range (or a service without ranges)
 
 
 class _DriftReport(BaseModel):
@@ -391,6 +392,7 @@ class _DriftReport(BaseModel):
     window_size: int
     min_rows: int
     baseline_version: str
+    ranges_known: bool = False  # absent from services that predate training ranges
     features: dict[str, _FeatureDrift]
 
 
@@ -398,7 +400,9 @@ def _drift_summary(reply: Reply) -> dict[str, Any]:
     """What `status` says about one endpoint's drift; `state` is `drifted`, `stable`,
     `warming_up` (fewer rows than the service's MLSTACK_DRIFT_MIN_ROWS), `no_baseline` (the
     served version has none: `mlstack adopt` adds one), `unreachable` (no answer) or `error`
-    (an error answer, or one that is not a drift report)."""
+    (an error answer, or one that is not a drift report). `out_of_range` holds the features
+    with values seen outside their training range and how many (None: the ranges are
+    unknown)."""
     if reply.status == 409:  # the served version has no baseline (app/routes/drift.py)
         return {"state": "no_baseline", "error": reply.error}
     if reply.error is not None:
@@ -433,6 +437,11 @@ def _drift_summary(reply: Reply) -> dict[str, Any]:
         "baseline_version": drift.baseline_version,
         "features": len(drift.features),
         "over_threshold": {name: statistic for name, statistic in over},
+        "out_of_range": {
+            name: f.out_of_range for name, f in drift.features.items() if f.out_of_range
+        }
+        if drift.ranges_known
+        else None,
     }
 
 
@@ -442,7 +451,7 @@ def _drift_line(summary: dict[str, Any]) -> str:
         return f"{state} ({summary['error']})"
     if state == "no_baseline":
         return f"no baseline ({summary['error']})"
-    baseline = f"baseline v{summary['baseline_version']}"
+    baseline = f"baseline v{summary['baseline_version']}{_ranges_note(summary['out_of_range'])}"
     if state == "warming_up":
         return (
             f"not enough data yet ({summary['window_rows']} of {summary['min_rows']} rows), "
@@ -456,6 +465,15 @@ def _drift_line(summary: dict[str, Any]) -> str:
     named = ", ".join(f"{name} {stat} {value:.2f} > {threshold:g}" for name, value in over.items())
     count = f"{len(over)} of {summary['features']} features"
     return f"{count} over threshold ({named}), {window}, {baseline}"
+
+
+def _ranges_note(outside: dict[str, int] | None) -> str:
+    if outside is None:
+        return ", training ranges unknown"
+    if not outside:
+        return ""
+    named = ", ".join(f"{name} {count}" for name, count in outside.items())
+    return f", values out of training range ({named})"
 
 
 def _print_status(report: dict[str, Any], *main_aliases: str) -> None:

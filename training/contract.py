@@ -106,9 +106,10 @@ CV_MEAN_METRIC: Final = "cv_mean"
 CV_STD_METRIC: Final = "cv_std"
 FIT_SECONDS_METRIC: Final = "fit_seconds"
 
-# Baseline statistics for drift: per feature, quantile bin edges of the training split and the
-# proportion of training rows in each bin. The service computes the population stability index
-# (PSI) of its recent inputs over the same bins.
+# Baseline statistics for drift: per feature, quantile bin edges of the training split, the
+# proportion of training rows in each bin and the observed range (min, max). The service computes
+# the population stability index (PSI) of its recent inputs over the same bins and counts values
+# outside the range. Baselines written before ranges were recorded have none.
 BASELINE_BINS: Final = 10
 
 
@@ -180,27 +181,37 @@ def _strings(data: dict[str, Any], key: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class FeatureBaseline:
-    """Bin edges (len = bins + 1, outer edges infinite) and training proportions per bin."""
+    """Bin edges (len = bins + 1, outer edges infinite), training proportions per bin, and the
+    training range: the smallest and largest value seen (None in baselines that predate it)."""
 
     edges: tuple[float, ...]
     proportions: tuple[float, ...]
+    minimum: float | None = None
+    maximum: float | None = None
+
+    @property
+    def range(self) -> tuple[float, float] | None:
+        if self.minimum is None or self.maximum is None:
+            return None
+        return self.minimum, self.maximum
 
 
 def baseline_to_json(baseline: dict[str, FeatureBaseline]) -> str:
     # JSON has no infinity: the outer edges are implicit and only the inner ones are stored.
-    return json.dumps(
-        {
-            "bins": BASELINE_BINS,
-            "features": {
-                name: {"inner_edges": list(b.edges[1:-1]), "proportions": list(b.proportions)}
-                for name, b in baseline.items()
-            },
-        },
-        indent=2,
-    )
+    features: dict[str, dict[str, Any]] = {}
+    for name, b in baseline.items():
+        entry: dict[str, Any] = {
+            "inner_edges": list(b.edges[1:-1]),
+            "proportions": list(b.proportions),
+        }
+        if b.range is not None:
+            entry["min"], entry["max"] = b.range
+        features[name] = entry
+    return json.dumps({"bins": BASELINE_BINS, "features": features}, indent=2)
 
 
 def baseline_from_json(text: str | bytes) -> dict[str, FeatureBaseline]:
+    """Raises ManifestError naming the feature whose entry is unusable."""
     try:
         data = json.loads(text)
         out: dict[str, FeatureBaseline] = {}
@@ -209,12 +220,25 @@ def baseline_from_json(text: str | bytes) -> dict[str, FeatureBaseline]:
             props = tuple(float(x) for x in entry["proportions"])
             if len(props) != len(inner) + 1:
                 raise ManifestError(f"baseline of feature {name!r}: bins and edges disagree")
-            out[str(name)] = FeatureBaseline((-math.inf, *inner, math.inf), props)
+            low, high = _range(str(name), entry)
+            out[str(name)] = FeatureBaseline((-math.inf, *inner, math.inf), props, low, high)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         if isinstance(exc, ManifestError):
             raise
         raise ManifestError(f"baseline file is malformed: {exc!r}") from exc
     return out
+
+
+def _range(name: str, entry: dict[str, Any]) -> tuple[float | None, float | None]:
+    """A feature's training range; (None, None) when its entry has none (an older baseline)."""
+    if "min" not in entry and "max" not in entry:
+        return None, None
+    if "min" not in entry or "max" not in entry:
+        raise ManifestError(f"baseline of feature {name!r}: a range needs both min and max")
+    low, high = float(entry["min"]), float(entry["max"])
+    if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+        raise ManifestError(f"baseline of feature {name!r}: range [{low}, {high}] is not a range")
+    return low, high
 
 
 @dataclass(frozen=True)

@@ -82,17 +82,24 @@ def write_confusion(
 
 
 def baseline_statistics(x_train: pd.DataFrame) -> dict[str, contract.FeatureBaseline]:
-    """Quantile bins of each training feature and the share of training rows in each bin."""
+    """Quantile bins of each training feature, the share of training rows in each bin, and the
+    feature's observed range (min, max)."""
     out: dict[str, contract.FeatureBaseline] = {}
     quantiles = np.linspace(0, 1, contract.BASELINE_BINS + 1)[1:-1]
     for column in x_train.columns:
+        raw = x_train[column].to_numpy(dtype=np.float64)
         # The service sees float32 inputs: bin on the same values so ties land alike.
-        values = x_train[column].to_numpy(dtype=np.float32).astype(np.float64)
+        values = raw.astype(np.float32).astype(np.float64)
         inner = np.unique(np.quantile(values, quantiles))
         edges = np.concatenate(([-np.inf], inner, [np.inf]))
         counts = bin_counts(values, edges)
+        # The range as the data says it (0.1, not float32's 0.10000000149): rounding to float32
+        # keeps order, so no training value read as float32 falls outside it at the service.
         out[str(column)] = contract.FeatureBaseline(
-            tuple(float(e) for e in edges), tuple(float(c) for c in counts / counts.sum())
+            tuple(float(e) for e in edges),
+            tuple(float(c) for c in counts / counts.sum()),
+            float(raw.min()),
+            float(raw.max()),
         )
     return out
 

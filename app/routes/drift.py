@@ -1,4 +1,5 @@
-"""GET /drift: per-feature drift of recent inputs against the served version's baseline."""
+"""GET /drift: per-feature drift of recent inputs against the served version's baseline, and
+the values seen outside each feature's training range."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pydantic import BaseModel
 
 from app.deps import ApiKeyDep, SettingsDep, StoreDep
 from app.errors import NoBaseline, NotReady
+from app.routes.responses import AUTH, errors
 
 router = APIRouter()
 
@@ -14,6 +16,8 @@ router = APIRouter()
 class FeatureDrift(BaseModel):
     statistic: float | None  # None until the window holds MLSTACK_DRIFT_MIN_ROWS rows
     drifted: bool
+    training_range: tuple[float, float] | None  # [min, max]; None: the baseline has no range
+    out_of_range: int | None  # values outside it since the version loaded; None: no range
 
 
 class DriftReport(BaseModel):
@@ -23,10 +27,21 @@ class DriftReport(BaseModel):
     window_size: int
     min_rows: int
     baseline_version: str
+    # False: the baseline predates training ranges, so no value is counted (or refused).
+    ranges_known: bool
+    refuse_out_of_range: bool  # MLSTACK_REFUSE_OUT_OF_RANGE
     features: dict[str, FeatureDrift]
 
 
-@router.get("/drift", response_model=DriftReport, summary="Feature drift (PSI) per feature")
+@router.get(
+    "/drift",
+    response_model=DriftReport,
+    summary="Feature drift (PSI) per feature",
+    responses=errors(
+        AUTH,
+        {409: "The served version has no drift baseline", 503: "No model loaded yet"},
+    ),
+)
 async def drift_report(store: StoreDep, settings: SettingsDep, _: ApiKeyDep) -> DriftReport:
     model = store.current
     if model is None:
@@ -40,6 +55,9 @@ async def drift_report(store: StoreDep, settings: SettingsDep, _: ApiKeyDep) -> 
         )
     enough = window.count >= settings.drift_min_rows
     values = window.psi() if enough else {}
+    ranges = model.ranges
+    bounds = ranges.ranges if ranges is not None else (None,) * len(window.features)
+    counts = ranges.counts.tolist() if ranges is not None else [None] * len(window.features)
     return DriftReport(
         statistic="psi",
         threshold=settings.drift_threshold,
@@ -47,11 +65,15 @@ async def drift_report(store: StoreDep, settings: SettingsDep, _: ApiKeyDep) -> 
         window_size=settings.drift_window,
         min_rows=settings.drift_min_rows,
         baseline_version=model.version,
+        ranges_known=ranges is not None,
+        refuse_out_of_range=settings.refuse_out_of_range,
         features={
             name: FeatureDrift(
                 statistic=values.get(name),
                 drifted=values.get(name, 0.0) > settings.drift_threshold,
+                training_range=bound,
+                out_of_range=None if bound is None else count,
             )
-            for name in window.features
+            for name, bound, count in zip(window.features, bounds, counts, strict=True)
         },
     )

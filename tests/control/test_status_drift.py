@@ -110,11 +110,18 @@ def test_status_names_the_feature_over_the_drift_threshold(
         assert lines[app.url] == "not enough data yet (5 of 20 rows), baseline v1"
         assert report["drift"][0]["state"] == "warming_up"
 
-        # The training distribution itself stays under the threshold.
+        assert report["drift"][0]["out_of_range"] == {}
+
+        # The training distribution itself stays under the threshold; the one iris petal
+        # 1.0 cm long is shorter than any in the training split (1.1 cm).
         predict(app.url, iris)
         code, lines, report = status(tmp_path, mlflow_server, champion_name, app.url)
-        assert lines[app.url] == "none of 4 features over threshold (window 150), baseline v1"
+        assert lines[app.url] == (
+            "none of 4 features over threshold (window 150), baseline v1, values out of "
+            "training range (petal_length 1)"
+        )
         assert report["drift"][0]["state"] == "stable"
+        assert report["drift"][0]["out_of_range"] == {"petal_length": 1}
 
         # Petals 10 cm wider than any in training: one feature drifts, the rest do not.
         predict(app.url, [[*row[:3], row[3] + 10] for row in iris])
@@ -127,9 +134,11 @@ def test_status_names_the_feature_over_the_drift_threshold(
         psi = drifted["over_threshold"]["petal_width"]
         assert psi > drifted["threshold"] == 0.2
         assert drifted["window_rows"] == 150 and drifted["baseline_version"] == "1"
+        assert drifted["out_of_range"] == {"petal_length": 2, "petal_width": 150}
         assert lines[app.url] == (
             f"1 of 4 features over threshold (petal_width psi {psi:.2f} > 0.2), "
-            "window 150, baseline v1"
+            "window 150, baseline v1, values out of training range (petal_length 2, "
+            "petal_width 150)"
         )
         # The rest of the report is still there.
         assert lines["mlflow"] == f"{mlflow_server.url} reachable"

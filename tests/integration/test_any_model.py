@@ -224,6 +224,9 @@ def test_adopt_gives_a_notebook_version_onnx_and_drift_from_the_next_poll(
     drift = httpx.get(f"{app.url}/drift")
     assert drift.status_code == 200
     assert set(drift.json()["features"]) == set(X.columns)
+    assert drift.json()["ranges_known"] is True  # adopt's baseline has the sample's ranges
+    ranges = {n: f["training_range"] for n, f in drift.json()["features"].items()}
+    assert ranges == {c: [X[c].min(), X[c].max()] for c in X.columns}
     drifted = {k for k in metric_samples(app.url) if k.startswith("mlstack_feature_drift_psi{")}
     assert len(drifted) == len(X.columns)
 

@@ -166,3 +166,21 @@ def test_logged_model_predicts_with_the_named_features_of_its_signature(
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
     assert model.metadata.metadata["classes"] == ["setosa", "versicolor", "virginica"]
     assert np.argmax(proba, axis=1).tolist() == [0, 2]
+
+
+def test_round_baseline_records_each_features_training_range(
+    train: Train, client: MlflowClient, model_name: str, tmp_path: Path
+) -> None:
+    import mlflow.artifacts
+
+    from training.data import load_dataset, split
+
+    assert train("--candidates", "logreg") == 0
+    source = client.get_model_version_download_uri(model_name, "1")
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(tmp_path)))
+    baseline = contract.baseline_from_json((local / contract.BASELINE_FILE).read_bytes())
+    # The round's defaults: test size 0.25, seed 42. The range is the training split's.
+    x_train = split(load_dataset("iris"), 0.25, 42).x_train
+    assert {name: b.range for name, b in baseline.items()} == {
+        name: (x_train[name].min(), x_train[name].max()) for name in x_train.columns
+    }
