@@ -10,8 +10,17 @@ import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
+from kernel.errors import error_responses
 from training import contract
 
 Outcome = Literal["success", "error"]
@@ -19,6 +28,63 @@ ErrorSource = Literal["validation", "auth", "limit", "model"]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
 MAX_PAGE = 1000
+MAX_OFFSET = 2**63 - 1  # SQL BIGINT: the largest OFFSET SQLite and PostgreSQL take
+MAX_ROWS = 2**31 - 1  # a record's rows are kept in a SQL INTEGER column (control.tables)
+
+# MLflow keeps version numbers in a SQL INTEGER column (32 bits on PostgreSQL): a larger one
+# fails inside MLflow with a 500, which its client retries for minutes, instead of "not found".
+MAX_VERSION = 2**31 - 1
+VERSION_DIGITS = r"^[0-9]+$"
+
+
+def version_number(value: str) -> str:
+    """`value` (digits) when MLflow can hold it as a version number. Raises ValueError."""
+    if int(value) > MAX_VERSION:
+        raise ValueError(f"{value} is over {MAX_VERSION}, the largest version number MLflow keeps")
+    return value
+
+
+Responses = dict[int | str, dict[str, Any]]
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer (control.errors): one line naming the field or limit."""
+
+    detail: str
+
+
+# Error statuses by cause (status → when), for the routes' `responses`. AUTH: every /v1 route,
+# before it reads anything (control.routes.keyed).
+AUTH = {401: "Missing API key", 403: "Wrong API key", 503: "The API key file is unreadable"}
+INVALID = {422: "Invalid path, query or body: the fields at fault are named"}
+NOT_JSON = {400: "The body cannot be read as JSON (e.g. it is not UTF-8)"}
+REGISTRY_FAILED = {502: "MLflow failed or cannot be reached"}
+CLUSTER_FAILED = {503: "The Kubernetes API failed, refused or cannot be reached"}
+
+
+def errors(*tables: dict[int, str]) -> Responses:
+    """OpenAPI `responses` for error statuses (status → when), each an ErrorBody."""
+    return error_responses(ErrorBody, *tables)
+
+
+class Probe(BaseModel):
+    """The answer of /livez and /readyz."""
+
+    status: str
+
+
+class Unready(Probe):
+    reason: str
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("holds a NUL character (U+0000), which PostgreSQL text cannot store")
+    return value
+
+
+# A string the prediction log keeps in a text column.
+Text = Annotated[str, AfterValidator(_no_nul)]
 
 
 class PredictionRecord(BaseModel):
@@ -26,15 +92,15 @@ class PredictionRecord(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    request_id: str = Field(min_length=1, max_length=128)
+    request_id: Text = Field(min_length=1, max_length=128)
     time: float = Field(ge=0, allow_inf_nan=False, description="Epoch seconds.")
-    model_name: str | None = Field(None, max_length=256)
-    model_version: str | None = Field(None, max_length=64)
+    model_name: Text | None = Field(None, max_length=256)
+    model_version: Text | None = Field(None, max_length=64)
     status: int = Field(ge=100, le=599, description="HTTP status answered.")
     outcome: Outcome
     error_source: ErrorSource | None = None
     latency_ms: float = Field(ge=0, allow_inf_nan=False)
-    rows: int = Field(ge=0)
+    rows: int = Field(ge=0, le=MAX_ROWS)
     labels: list[str]
     confidences: list[Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]]
     features: list[list[FiniteFloat]] | None = None
@@ -92,6 +158,19 @@ def parse_time(value: object) -> float:
     return seconds
 
 
+# A query's time bound as sent: parsed by parse_time (PredictionQuery._time); empty: none.
+TimeBound = Annotated[
+    float | None,
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string"}, {"type": "number"}],
+            "description": "ISO 8601 (2026-01-31T12:00:00Z; UTC without an offset) or epoch "
+            "seconds; empty: no bound.",
+        }
+    ),
+]
+
+
 class PredictionQuery(BaseModel):
     """Filters and page of GET /v1/predictions; results are newest first."""
 
@@ -99,11 +178,11 @@ class PredictionQuery(BaseModel):
 
     status: Outcome | None = Field(None, description="success or error.")
     source: ErrorSource | None = Field(None, description="Error source (implies errors).")
-    since: float | None = Field(None, description="From this time (ISO 8601 or epoch), inclusive.")
-    until: float | None = Field(None, description="Before this time (ISO 8601 or epoch).")
-    model_version: str | None = Field(None, max_length=64)
+    since: TimeBound = Field(None, description="From this time, inclusive.")
+    until: TimeBound = Field(None, description="Before this time.")
+    model_version: Text | None = Field(None, max_length=64)
     limit: int = Field(50, ge=1, le=MAX_PAGE)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
 
     @field_validator("since", "until", mode="before")
     @classmethod
@@ -129,7 +208,11 @@ class AliasMove(BaseModel):
 
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
-    version: str = Field(min_length=1, max_length=32, pattern=r"^[0-9]+$")
+    version: Annotated[
+        str,
+        Field(min_length=1, max_length=10, pattern=VERSION_DIGITS),
+        AfterValidator(version_number),
+    ]
     force: bool = Field(False, description="Move even when the signatures differ.")
 
 

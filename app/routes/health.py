@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
 from app import metrics
 from app.deps import SettingsDep, StoreDep
@@ -12,12 +13,41 @@ from app.deps import SettingsDep, StoreDep
 router = APIRouter()
 
 
-@router.get("/livez", summary="Liveness: the process answers (never depends on MLflow)")
+class Alive(BaseModel):
+    status: str
+
+
+class Refused(BaseModel):
+    version: str
+    reason: str
+
+
+class Ready(BaseModel):
+    status: str
+    model_version: str
+    refused: Refused | None = None  # the alias's version, refused: the live one serves on
+
+
+class Unready(BaseModel):
+    status: str
+    reason: str
+
+
+@router.get(
+    "/livez",
+    response_model=Alive,
+    summary="Liveness: the process answers (never depends on MLflow)",
+)
 async def livez() -> JSONResponse:
     return JSONResponse({"status": "alive"})
 
 
-@router.get("/readyz", summary="Readiness: a model is loaded")
+@router.get(
+    "/readyz",
+    response_model=Ready,
+    summary="Readiness: a model is loaded",
+    responses={503: {"model": Unready, "description": "No model loaded yet (with the reason)"}},
+)
 async def readyz(store: StoreDep) -> JSONResponse:
     model = store.current
     if model is None:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from app.deps import ApiKeyDep, SettingsDep, StoreDep
 from app.pipeline import served_model
 from app.protocols.kserve_v1 import PREDICT_ROUTE
+from app.routes.responses import AUTH, errors
 
 router = APIRouter(tags=["KServe V1"])
 
@@ -68,9 +69,42 @@ async def server_live() -> Live:
     return Live(status="alive")
 
 
-@router.get("/v1/models", response_model=Models, summary="KServe V1: the models served")
+@router.get(
+    "/v1/models",
+    response_model=Models,
+    summary="KServe V1: the models served",
+    responses=errors(AUTH, model=Error),
+)
 async def list_models(settings: SettingsDep, _: ApiKeyDep) -> Models:
     return Models(models=[settings.model_name])
+
+
+# Declared before the readiness route, whose `{name}` also matches `iris:predict`: the router
+# answers another method on the predict path from the first route matching it (405, `Allow`).
+@router.post(
+    PREDICT_ROUTE,
+    response_model=PredictResponse,
+    summary="KServe V1 predict",
+    responses=errors(
+        {
+            400: "Malformed JSON; missing, non-numeric or non-finite value; wrong row width; "
+            "empty or oversized batch; bad parameters",
+        },
+        AUTH,
+        {
+            404: "Another model name",
+            413: "Body over MLSTACK_MAX_BODY_BYTES",
+            415: "Content type is not application/json",
+            503: "No model loaded yet",
+        },
+        model=Error,
+    ),
+)
+async def predict_docs(name: str, body: PredictRequest) -> PredictResponse:  # pragma: no cover
+    """Feature names and order come from the served model's signature (GET /model). The
+    response has header `x-model-version`. Served by the request pipeline, never by this
+    function."""
+    raise NotImplementedError
 
 
 @router.get(
@@ -85,28 +119,3 @@ async def list_models(settings: SettingsDep, _: ApiKeyDep) -> Models:
 async def model_ready(name: str, store: StoreDep) -> ModelReady:
     served_model(store, {"name": name}, not_ready=f"model {name!r} is not loaded yet")
     return ModelReady(name=name, ready=True)
-
-
-@router.post(
-    PREDICT_ROUTE,
-    response_model=PredictResponse,
-    summary="KServe V1 predict",
-    responses={
-        400: {
-            "model": Error,
-            "description": "Malformed JSON; missing, non-numeric or non-finite value; wrong row "
-            "width; empty or oversized batch; bad parameters",
-        },
-        401: {"model": Error, "description": "Missing API key (when auth is on)"},
-        403: {"model": Error, "description": "Wrong API key"},
-        404: {"model": Error, "description": "Another model name"},
-        413: {"model": Error, "description": "Body over MLSTACK_MAX_BODY_BYTES"},
-        415: {"model": Error, "description": "Content type is not application/json"},
-        503: {"model": Error, "description": "No model loaded yet"},
-    },
-)
-async def predict_docs(name: str, body: PredictRequest) -> PredictResponse:  # pragma: no cover
-    """Feature names and order come from the served model's signature (GET /model). The
-    response has header `x-model-version`. Served by the request pipeline, never by this
-    function."""
-    raise NotImplementedError

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from app.deps import StoreDep
 from app.errors import ModelNotFound, NotReady
+from app.routes.responses import AUTH, errors
 
 router = APIRouter(tags=["MLflow scoring server"])
 
@@ -101,8 +102,7 @@ _NO_MODEL: Responses = {503: {"model": MlflowError, "description": "No model loa
             "non-finite feature, a fraction in an integer column; empty batch or one over "
             "MLSTACK_MAX_BATCH_ROWS",
         },
-        401: {"model": MlflowError, "description": "Missing API key (when auth is on)"},
-        403: {"model": MlflowError, "description": "Wrong API key"},
+        **errors(AUTH, {503: "No model loaded yet"}, model=MlflowError),
         413: {"model": MlflowError, "description": "Body over MLSTACK_MAX_BODY_BYTES"},
         415: {
             "content": {"text/plain": {"schema": {"type": "string"}}},
@@ -114,7 +114,6 @@ _NO_MODEL: Responses = {503: {"model": MlflowError, "description": "No model loa
             "description": "The version's pyfunc answers neither predict nor predict_proba, or "
             "it is of the onnx flavour",
         },
-        **_NO_MODEL,
     },
     openapi_extra=_CSV_BODY,
 )

@@ -11,6 +11,7 @@ from app.deps import ApiKeyDep, ProtocolsDep, StoreDep
 from app.errors import NotReady
 from app.model_store import LoadedModel
 from app.pipeline import Protocol
+from app.routes.responses import AUTH, errors
 
 router = APIRouter()
 
@@ -36,7 +37,12 @@ class ModelDescription(BaseModel):
     )
 
 
-@router.get("/model", response_model=ModelDescription, summary="The model being served")
+@router.get(
+    "/model",
+    response_model=ModelDescription,
+    summary="The model being served",
+    responses=errors(AUTH, {503: "No model loaded yet"}),
+)
 async def describe_model(
     store: StoreDep, protocols: ProtocolsDep, _: ApiKeyDep
 ) -> ModelDescription:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from app.routes.responses import AUTH, errors
+
 
 class Prediction(BaseModel):
     label: str = Field(description="Most probable class.")
@@ -50,18 +52,16 @@ docs_router = APIRouter()
     "/predict",
     response_model=PredictResponse | SplitResponse,
     summary="Predict one record or a batch",
-    responses={
-        400: {"description": "Malformed JSON"},
-        401: {"description": "Missing API key (when auth is on)"},
-        403: {"description": "Wrong API key"},
-        413: {"description": "Body over MLSTACK_MAX_BODY_BYTES"},
-        415: {"description": "Content type is not application/json"},
-        422: {
-            "description": "Missing, unknown, non-numeric or non-finite feature; empty or "
-            "oversized batch"
+    responses=errors(
+        {400: "Malformed JSON"},
+        AUTH,
+        {
+            413: "Body over MLSTACK_MAX_BODY_BYTES",
+            415: "Content type is not application/json",
+            422: "Missing, unknown, non-numeric or non-finite feature; empty or oversized batch",
+            503: "No model loaded yet",
         },
-        503: {"description": "No model loaded yet"},
-    },
+    ),
 )
 async def predict_docs(
     body: dict[str, float] | Batch | SplitBatch,

@@ -19,6 +19,7 @@ from app.deps import ApiKeyDep, SettingsDep, StoreDep
 from app.model_store import LoadedModel, ModelStore
 from app.pipeline import served_model
 from app.protocols import v2
+from app.routes.responses import AUTH, errors
 
 router = APIRouter(tags=["Open Inference Protocol (V2)"])
 
@@ -112,30 +113,23 @@ class InferResponse(BaseModel):
     outputs: list[ResponseOutput]
 
 
-Responses = dict[int | str, dict[str, Any]]
-
-_NOT_SERVED: Responses = {404: {"model": Error, "description": "Another model or version"}}
-_NO_MODEL: Responses = {503: {"model": Error, "description": "No model loaded yet"}}
-_AUTH: Responses = {
-    401: {"model": Error, "description": "Missing API key (when auth is on)"},
-    403: {"model": Error, "description": "Wrong API key"},
-}
-_INFER_RESPONSES: Responses = {
-    400: {
-        "model": Error,
-        "description": "Malformed JSON; wrong datatype, shape, data, feature names, outputs or "
-        "binary sizes; a batch over MLSTACK_MAX_BATCH_ROWS",
+_NOT_SERVED = {404: "Another model or version"}
+_NO_MODEL = {503: "No model loaded yet"}
+_METADATA_RESPONSES = errors(AUTH, _NOT_SERVED, _NO_MODEL, model=Error)
+_READY_RESPONSES = errors(_NOT_SERVED, _NO_MODEL, model=Error)
+_INFER_RESPONSES = errors(
+    {
+        400: "Malformed JSON; wrong datatype, shape, data, feature names, outputs or binary "
+        "sizes; a batch over MLSTACK_MAX_BATCH_ROWS",
+        413: "Body over MLSTACK_MAX_BODY_BYTES",
+        415: "Content type is not application/json (or application/octet-stream with "
+        "Inference-Header-Content-Length)",
     },
-    **_AUTH,
-    **_NOT_SERVED,
-    413: {"model": Error, "description": "Body over MLSTACK_MAX_BODY_BYTES"},
-    415: {
-        "model": Error,
-        "description": "Content type is not application/json (or "
-        "application/octet-stream with Inference-Header-Content-Length)",
-    },
-    **_NO_MODEL,
-}
+    AUTH,
+    _NOT_SERVED,
+    _NO_MODEL,
+    model=Error,
+)
 _BINARY_BODY = {
     "requestBody": {
         "content": {
@@ -186,7 +180,7 @@ async def server_ready(store: StoreDep) -> JSONResponse:
     response_model=ModelMetadata,
     response_model_exclude_none=True,
     summary="Model metadata: inputs from the signature, outputs from the classes",
-    responses={**_AUTH, **_NOT_SERVED, **_NO_MODEL},
+    responses=_METADATA_RESPONSES,
 )
 async def model_metadata(
     name: str, store: StoreDep, settings: SettingsDep, _: ApiKeyDep
@@ -199,7 +193,7 @@ async def model_metadata(
     response_model=ModelMetadata,
     response_model_exclude_none=True,
     summary="Model metadata of the version being served",
-    responses={**_AUTH, **_NOT_SERVED, **_NO_MODEL},
+    responses=_METADATA_RESPONSES,
 )
 async def version_metadata(
     name: str, version: str, store: StoreDep, settings: SettingsDep, _: ApiKeyDep
@@ -211,7 +205,7 @@ async def version_metadata(
     "/v2/models/{name}/ready",
     response_model=ModelReady,
     summary="Model readiness",
-    responses={**_NOT_SERVED, **_NO_MODEL},
+    responses=_READY_RESPONSES,
 )
 async def model_ready(name: str, store: StoreDep) -> ModelReady:
     return ModelReady(name=served(store, name).ref.name, ready=True)
@@ -221,7 +215,7 @@ async def model_ready(name: str, store: StoreDep) -> ModelReady:
     "/v2/models/{name}/versions/{version}/ready",
     response_model=ModelReady,
     summary="Readiness of the version being served",
-    responses={**_NOT_SERVED, **_NO_MODEL},
+    responses=_READY_RESPONSES,
 )
 async def version_ready(name: str, version: str, store: StoreDep) -> ModelReady:
     return ModelReady(name=served(store, name, version).ref.name, ready=True)

@@ -7,13 +7,24 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from control import registry
-from control.deps import ApiKeyDep, ClientDep, SettingsDep
-from control.schemas import ExperimentView
+from control.deps import ClientDep, SettingsDep
+from control.routes.keyed import KeyedRoute
+from control.schemas import AUTH, INVALID, REGISTRY_FAILED, ExperimentView, errors
 
-router = APIRouter(prefix="/v1/experiments", tags=["experiments"], dependencies=[ApiKeyDep])
+router = APIRouter(
+    prefix="/v1/experiments",
+    tags=["experiments"],
+    route_class=KeyedRoute,
+    responses=errors(AUTH),
+)
 
 
-@router.get("", response_model=list[ExperimentView], summary="Experiments and their best runs")
+@router.get(
+    "",
+    response_model=list[ExperimentView],
+    summary="Experiments and their best runs",
+    responses=errors(INVALID, REGISTRY_FAILED),
+)
 def experiments(
     client: ClientDep,
     settings: SettingsDep,

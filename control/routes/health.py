@@ -8,16 +8,26 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from control.deps import LogDep
+from control.schemas import Probe, Unready
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/livez", summary="Liveness: the process answers (depends on nothing else)")
+@router.get(
+    "/livez",
+    response_model=Probe,
+    summary="Liveness: the process answers (depends on nothing else)",
+)
 async def livez() -> JSONResponse:
     return JSONResponse({"status": "alive"})
 
 
-@router.get("/readyz", summary="Readiness: the prediction log's database answers")
+@router.get(
+    "/readyz",
+    response_model=Probe,
+    summary="Readiness: the prediction log's database answers",
+    responses={503: {"model": Unready, "description": "The database does not answer (why)"}},
+)
 async def readyz(store: LogDep) -> JSONResponse:
     try:
         await run_in_threadpool(store.ping)

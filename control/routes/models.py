@@ -7,26 +7,42 @@ import tempfile
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query, Request
+from pydantic import AfterValidator
 from starlette.concurrency import run_in_threadpool
 
 from control import registry
-from control.deps import ApiKeyDep, CallerDep, ClientDep, SettingsDep, read_body
+from control.deps import CallerDep, ClientDep, SettingsDep, read_body
 from control.errors import InvalidInput
+from control.routes.keyed import KeyedRoute
 from control.schemas import (
+    AUTH,
+    INVALID,
+    NOT_JSON,
+    REGISTRY_FAILED,
+    VERSION_DIGITS,
     Adoption,
     AliasChange,
     AliasMove,
     ModelDetail,
     ModelSummary,
     Rollback,
+    errors,
+    version_number,
 )
 
-router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[ApiKeyDep])
+router = APIRouter(
+    prefix="/v1/models", tags=["models"], route_class=KeyedRoute, responses=errors(AUTH)
+)
 
 Name = Annotated[str, Path(min_length=1, max_length=256)]
 
 
-@router.get("", response_model=list[ModelSummary], summary="Every registered model")
+@router.get(
+    "",
+    response_model=list[ModelSummary],
+    summary="Every registered model",
+    responses=errors(REGISTRY_FAILED),
+)
 def models(client: ClientDep) -> list[ModelSummary]:
     return registry.list_models(client)
 
@@ -35,6 +51,7 @@ def models(client: ClientDep) -> list[ModelSummary]:
     "/{name}",
     response_model=ModelDetail,
     summary="One model: versions (newest first) with aliases, gate metric and decision",
+    responses=errors(INVALID, {404: "No such model"}, REGISTRY_FAILED),
 )
 def model(name: Name, client: ClientDep) -> ModelDetail:
     return registry.model_detail(client, name)
@@ -44,7 +61,15 @@ def model(name: Name, client: ClientDep) -> ModelDetail:
     "/{name}/aliases/{alias}",
     response_model=AliasChange,
     summary="Point an alias at a version (refused on a signature change unless forced)",
-    responses={404: {"description": "No such model or version"}, 409: {"description": "Refused"}},
+    responses=errors(
+        NOT_JSON,
+        {
+            404: "No such model or version",
+            409: "Refused: the signatures differ (without force), or the version is not READY",
+        },
+        INVALID,
+        REGISTRY_FAILED,
+    ),
 )
 def move_alias(
     name: Name,
@@ -60,7 +85,15 @@ def move_alias(
     "/{name}/rollback",
     response_model=AliasChange,
     summary="Move an alias (default champion) back to the version it held before",
-    responses={409: {"description": "No previous holder recorded"}},
+    responses=errors(
+        NOT_JSON,
+        {
+            404: "No such model",
+            409: "No previous holder recorded, or the alias points to no version",
+        },
+        INVALID,
+        REGISTRY_FAILED,
+    ),
 )
 def rollback(
     name: Name, client: ClientDep, by: CallerDep, body: Annotated[Rollback | None, Body()] = None
@@ -74,14 +107,28 @@ def rollback(
     summary="Give a version mlstack's extras (ONNX export on parity, drift baseline, manifest)",
     description="The body is a CSV of sample rows with the version's feature columns (and the "
     "`target` column, when given, for the metrics). Idempotent; the model files never change.",
-    responses={
-        404: {"description": "No such model or version"},
-        422: {"description": "The version cannot be served, or the rows are unfit (named)"},
+    responses=errors(
+        {
+            404: "No such model or version",
+            413: "Body over MLSTACK_CONTROL_MAX_BODY_BYTES",
+            422: "The version cannot be served, or the rows are unfit (named)",
+        },
+        REGISTRY_FAILED,
+    ),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        }
     },
 )
 async def adopt(
     name: Name,
-    version: Annotated[str, Path(min_length=1, max_length=32)],
+    version: Annotated[
+        str,
+        Path(min_length=1, max_length=10, pattern=VERSION_DIGITS),
+        AfterValidator(version_number),
+    ],
     request: Request,
     client: ClientDep,
     settings: SettingsDep,

@@ -11,11 +11,29 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from control import metrics
-from control.deps import ApiKeyDep, LogDep, SettingsDep, read_body
+from control.deps import LogDep, SettingsDep, read_body
 from control.errors import InvalidInput, MalformedJson, PayloadTooLarge, describe
-from control.schemas import Accepted, PredictionBatch, PredictionPage, PredictionQuery
+from control.routes.keyed import KeyedRoute
+from control.schemas import (
+    AUTH,
+    INVALID,
+    NOT_JSON,
+    Accepted,
+    PredictionBatch,
+    PredictionPage,
+    PredictionQuery,
+    errors,
+)
 
-router = APIRouter(prefix="/v1/predictions", tags=["predictions"], dependencies=[ApiKeyDep])
+# control.errors answers a failing database with 503.
+_DATABASE_FAILED = {503: "The prediction log's database failed"}
+
+router = APIRouter(
+    prefix="/v1/predictions",
+    tags=["predictions"],
+    route_class=KeyedRoute,
+    responses=errors(AUTH, _DATABASE_FAILED),
+)
 
 
 def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
@@ -41,7 +59,13 @@ def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
     status_code=202,
     response_model=Accepted,
     summary="Store a batch of prediction records (all or none)",
-    responses={413: {"description": "Too many records or too large a body"}},
+    responses=errors(
+        NOT_JSON,
+        {
+            413: "Too many records or too large a body",
+            422: "A record is invalid (named, e.g. records[3].status): the batch is refused whole",
+        },
+    ),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -81,7 +105,12 @@ async def ingest(request: Request, store: LogDep, settings: SettingsDep) -> JSON
     return JSONResponse({"accepted": len(batch.records)}, status_code=202)
 
 
-@router.get("", response_model=PredictionPage, summary="Filtered page of records, newest first")
+@router.get(
+    "",
+    response_model=PredictionPage,
+    summary="Filtered page of records, newest first",
+    responses=errors(INVALID),
+)
 def search(query: Annotated[PredictionQuery, Query()], store: LogDep) -> PredictionPage:
     total, items = store.query(query)
     return PredictionPage(total=total, items=items)

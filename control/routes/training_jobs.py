@@ -8,11 +8,17 @@ from fastapi import APIRouter, Body, Path
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from control.deps import ApiKeyDep, CallerDep, TrainingJobsDep
+from control.deps import CallerDep, TrainingJobsDep
 from control.jobs import training_parameters
-from control.schemas import TrainingJobView
+from control.routes.keyed import KeyedRoute
+from control.schemas import AUTH, CLUSTER_FAILED, INVALID, NOT_JSON, TrainingJobView, errors
 
-router = APIRouter(prefix="/v1/training-jobs", tags=["training jobs"], dependencies=[ApiKeyDep])
+router = APIRouter(
+    prefix="/v1/training-jobs",
+    tags=["training jobs"],
+    route_class=KeyedRoute,
+    responses=errors(AUTH, CLUSTER_FAILED),
+)
 
 JobId = Annotated[
     str, Path(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -35,7 +41,13 @@ _PARAMETERS_SCHEMA = {
     status_code=201,
     response_model=TrainingJobView,
     summary="Start a training round as a Kubernetes Job (parameters checked first)",
-    responses={409: {"description": "At the concurrency limit, or no template"}},
+    responses=errors(
+        NOT_JSON,
+        {
+            409: "At the concurrency limit, or no template",
+            422: "A parameter is unknown or invalid (named)",
+        },
+    ),
     openapi_extra={
         "requestBody": {"content": {"application/json": {"schema": _PARAMETERS_SCHEMA}}}
     },
@@ -62,6 +74,7 @@ def list_jobs(jobs: TrainingJobsDep) -> list[TrainingJobView]:
     "/{job_id}",
     response_model=TrainingJobView,
     summary="One training Job: state, times, MLflow run, registered version, gate, last log lines",
+    responses=errors(INVALID, {404: "No such training Job"}),
 )
 def get_job(jobs: TrainingJobsDep, job_id: JobId) -> TrainingJobView:
     return jobs.get(job_id)
