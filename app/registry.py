@@ -49,9 +49,12 @@ class VersionRef:
 
 
 class Registry:
-    def __init__(self, tracking_uri: str, timeout: float) -> None:
+    def __init__(
+        self, tracking_uri: str, timeout: float, credentials: tuple[str, str] | None = None
+    ) -> None:
+        """`credentials` (user, password) go with every call as HTTP basic auth."""
         self._base = tracking_uri.rstrip("/")
-        self._client = httpx.Client(timeout=timeout)
+        self._client = httpx.Client(timeout=timeout, auth=credentials)
 
     def close(self) -> None:
         self._client.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -100,21 +101,48 @@ def mlflow_server_command(directory: Path, port: int) -> list[str]:
     ]
 
 
-def start_mlflow(directory: Path, port: int | None = None) -> Process:
+def mlflow_auth_env(
+    directory: Path, admin_password: str, cache_seconds: int = 60
+) -> dict[str, str]:
+    """The environment of a basic-auth `mlflow server` (`--app-name basic-auth`), as the chart
+    configures it: its user store in SQLite under `directory`, no permission for an account
+    without grants, checked credentials cached for `cache_seconds` (0: every call hashes the
+    password), the admin's password, and the static key its CSRF protection needs."""
+    config = directory / "basic_auth.ini"
+    config.write_text(
+        "[mlflow]\n"
+        "default_permission = NO_PERMISSIONS\n"
+        f"database_uri = sqlite:///{directory / 'basic_auth.db'}\n"
+        "admin_username = admin\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        f"auth_cache_ttl_seconds = {cache_seconds}\n"
+    )
+    return {
+        "MLFLOW_AUTH_CONFIG_PATH": str(config),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password,
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
+    }
+
+
+def start_mlflow(
+    directory: Path, port: int | None = None, admin_password: str | None = None
+) -> Process:
     """A real `mlflow server`: SQLite backend and artifacts under `directory`, artifacts
-    served by the server, trimmed to two processes (see the README's notes)."""
+    served by the server, trimmed to two processes (see the README's notes). With
+    `admin_password`, MLflow's basic-auth app runs: every call needs an account."""
     port = port or free_port()
     directory.mkdir(parents=True, exist_ok=True)
     url = f"http://127.0.0.1:{port}"
-    process = start(
-        mlflow_server_command(directory, port),
-        directory / "mlflow.log",
-        url,
-        env=MLFLOW_SERVER_ENV,
-    )
+    command = mlflow_server_command(directory, port)
+    env = dict(MLFLOW_SERVER_ENV)
+    if admin_password is not None:
+        command += ["--app-name", "basic-auth"]
+        env.update(mlflow_auth_env(directory, admin_password))
+    process = start(command, directory / "mlflow.log", url, env=env)
+    probe = "/health" if admin_password is not None else "/api/2.0/mlflow/experiments/search"
     try:
         wait_until(
-            lambda: http_status(f"{url}/api/2.0/mlflow/experiments/search?max_results=1") == 200,
+            lambda: http_status(f"{url}{probe}?max_results=1") == 200,
             120,
             f"mlflow server on {url}",
             interval=0.5,

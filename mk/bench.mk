@@ -8,3 +8,7 @@ bench: $(STAMP) ## Benchmark the service against MLServer, KServe, mlflow serve 
 .PHONY: bench-adopt
 bench-adopt: $(STAMP) ## Notebook models before/after `mlstack adopt`: alias move -> serving, req/s via sklearn and ONNX
 	$(PY) -m bench.adoption
+
+.PHONY: bench-auth
+bench-auth: $(STAMP) ## MLflow without and with basic auth: registry call time, alias move -> serving
+	$(PY) -m bench.auth_swap

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import tempfile
 import time
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
+from mlflow.environment_variables import MLFLOW_TRACKING_PASSWORD, MLFLOW_TRACKING_USERNAME
 from mlflow.exceptions import MlflowException
 
 from app.predictors import Predictor
@@ -30,26 +32,45 @@ def wait_for_mlflow(tracking_uri: str, timeout_seconds: float) -> None:
     """Block until an HTTP tracking server answers API calls, retrying with backoff.
 
     `/health` alone is not enough: MLflow's host check answers 403 to API calls while
-    `/health` stays 200, so an API call is made too. Non-HTTP URIs need no server.
+    `/health` stays 200, so an API call is made too, with the account MLflow's own client uses
+    (MLFLOW_TRACKING_USERNAME/PASSWORD). A 401 with an account is retried until the deadline:
+    in the chart the account is created by a Job that may still be running. Non-HTTP URIs need
+    no server.
     """
     if not tracking_uri.startswith(("http://", "https://")):
         return
     base = tracking_uri.rstrip("/")
     probe = f"{base}/api/2.0/mlflow/experiments/search?max_results=1"
+    username = MLFLOW_TRACKING_USERNAME.get()
+    headers = {}
+    if username:
+        token = f"{username}:{MLFLOW_TRACKING_PASSWORD.get() or ''}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(token).decode()
     deadline = time.monotonic() + timeout_seconds
     delay = 0.5
     last_error = "no attempt made"
     while True:
         try:
-            with urllib.request.urlopen(probe, timeout=5) as response:
+            request = urllib.request.Request(probe, headers=headers)
+            with urllib.request.urlopen(request, timeout=5) as response:
                 response.read()
             return
         except urllib.error.HTTPError as exc:
             last_error = f"HTTP {exc.code} from {probe}"
-            if exc.code in (401, 403):
+            if exc.code == 401 and not username:
                 raise MlflowUnavailable(
-                    f"MLflow at {base} refused the request ({last_error}); check credentials "
-                    "or the server's --allowed-hosts"
+                    f"MLflow at {base} asks for an account ({last_error}): set "
+                    "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+                ) from exc
+            if exc.code == 401:
+                last_error = (
+                    f"MLflow refuses the account {username!r} ({last_error}): it does not exist "
+                    "yet, or its password differs from MLFLOW_TRACKING_PASSWORD"
+                )
+            if exc.code == 403:
+                raise MlflowUnavailable(
+                    f"MLflow at {base} refused the request ({last_error}); check the account's "
+                    "permissions or the server's --allowed-hosts"
                 ) from exc
         except (urllib.error.URLError, OSError) as exc:
             last_error = str(getattr(exc, "reason", exc))
@@ -68,6 +89,11 @@ def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion |
         return client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        # MLflow's basic-auth app answers 403, not 404, for a model that does not exist yet.
+        if exc.error_code == "PERMISSION_DENIED" and not client.search_registered_models(
+            filter_string=f"name = '{name}'"
+        ):
             return None
         raise
 

@@ -127,6 +127,15 @@ def find(objects: Iterable[dict[str, Any]], kind: str, name: str | None = None) 
     ]
 
 
+def training_jobs(objects: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The training Jobs among `objects` (the MLflow accounts Job is a Job too)."""
+    return [
+        obj
+        for obj in find(objects, "Job")
+        if obj["metadata"]["labels"].get("app.kubernetes.io/component") == "training"
+    ]
+
+
 def pod_specs(obj: dict[str, Any]) -> list[dict[str, Any]]:
     """The pod specs inside a workload object (none for other kinds)."""
     kind = obj["kind"]

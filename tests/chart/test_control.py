@@ -9,7 +9,15 @@ import pytest
 import yaml
 
 from control.jobs import job_from_template
-from tests.chart.helm import CHART, MONITORING_API, NAMESPACE, HelmError, find, render
+from tests.chart.helm import (
+    CHART,
+    MONITORING_API,
+    NAMESPACE,
+    HelmError,
+    find,
+    render,
+    training_jobs,
+)
 from tests.control.test_training_jobs import RELEASE, ROLE_RULES, TEMPLATE_CONFIGMAP
 
 CONTROL = "mlstack-control"
@@ -106,7 +114,7 @@ def test_job_template_is_the_install_jobs_pod_template(training_enabled: str) ->
     template = yaml.safe_load(configmap["data"]["job.yaml"])
     assert template["kind"] == "Job"
     assert template["metadata"]["namespace"] == NAMESPACE
-    installed = find(objects, "Job")[0]
+    installed = training_jobs(objects)[0]
     assert template["spec"] == installed["spec"]
     # Published even without an install-time round, unchanged.
     without = render(

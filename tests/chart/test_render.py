@@ -20,6 +20,7 @@ from tests.chart.helm import (
     helm,
     render,
     scenarios,
+    training_jobs,
 )
 
 SCENARIOS = scenarios()
@@ -218,14 +219,16 @@ def test_auth_mounts_the_key_file_from_a_generated_secret() -> None:
 
 def test_auth_with_an_existing_secret_renders_no_secret() -> None:
     objects = render([CHART / "ci" / "auth-existing-secret-values.yaml"])
-    assert [s["metadata"]["name"] for s in find(objects, "Secret")] == ["mlstack-control-api-key"]
+    secrets = sorted(s["metadata"]["name"] for s in find(objects, "Secret"))
+    # The generated ones: the control plane's key and MLflow's passwords.
+    assert secrets == ["mlstack-control-api-key", "mlstack-mlflow-auth"]
     deployment = find(objects, "Deployment", "mlstack-inference")[0]
     env = _env(_container(deployment, "inference"))
     assert env["MLSTACK_API_KEY_FILE"] == "/var/run/secrets/mlstack/key"
 
 
 def _training_job(set_values: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
-    jobs = find(render(set_values=set_values or [], **kwargs), "Job")
+    jobs = training_jobs(render(set_values=set_values or [], **kwargs))
     assert len(jobs) == 1
     return jobs[0]
 
@@ -316,7 +319,7 @@ def test_decimals_given_with_set_are_accepted() -> None:
 
 
 def _training_job_env(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    env: list[dict[str, Any]] = find(objects, "Job")[0]["spec"]["template"]["spec"]["containers"][
+    env: list[dict[str, Any]] = training_jobs(objects)[0]["spec"]["template"]["spec"]["containers"][
         0
     ]["env"]
     return env

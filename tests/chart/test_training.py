@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart.helm import CHART, NAMESPACE, HelmError, find, render
+from tests.chart.helm import CHART, NAMESPACE, HelmError, find, render, training_jobs
 from training import contract
 
 ENTRYPOINT = "mlstack.io/training-entrypoint"
@@ -26,7 +26,7 @@ CUSTOM = [
 def _jobs(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The three Jobs the chart defines, by where they come from: the install-time Job, the
     CronJob's template and the ConfigMap's template (all as Job manifests)."""
-    (job,) = find(objects, "Job")
+    (job,) = training_jobs(objects)
     (cron,) = find(objects, "CronJob")
     (configmap,) = find(objects, "ConfigMap", TEMPLATE)
     return {
@@ -116,7 +116,11 @@ def test_job_and_pods_say_which_entrypoint_runs(set_values: list[str], entrypoin
     "backend",
     [
         [],
-        ["mlflow.enabled=false", "mlflow.externalTrackingUri=https://mlflow.example.com"],
+        [
+            "mlflow.enabled=false",
+            "mlflow.externalTrackingUri=https://mlflow.example.com",
+            "mlflow.auth.enabled=false",
+        ],
     ],
     ids=["release-mlflow", "external-mlflow"],
 )
@@ -162,7 +166,7 @@ def test_result_is_the_termination_message(set_values: list[str]) -> None:
 
 def test_custom_training_values_rename_the_job() -> None:
     def name(set_values: list[str]) -> str:
-        (job,) = find(render(set_values=set_values), "Job")
+        (job,) = training_jobs(render(set_values=set_values))
         return str(job["metadata"]["name"])
 
     custom = name(CUSTOM)

@@ -53,6 +53,41 @@ def kubectl(*args: str, timeout: float = 120, check: bool = True) -> str:
     return run([tool("kubectl"), "--context", CONTEXT, *args], timeout=timeout, check=check)
 
 
+def secret_value(name: str, key: str) -> str:
+    """One key of a Secret in the e2e namespace, decoded."""
+    import base64
+
+    data = get("secret", name)["data"]
+    return base64.b64decode(data[key]).decode()
+
+
+@contextlib.contextmanager
+def mlflow_account(username: str, password: str) -> Iterator[None]:
+    """MLflow's client (and `mlstack`) use this account inside the block."""
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    os.environ["MLFLOW_TRACKING_USERNAME"] = username
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = password
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def create_restricted_namespace(name: str) -> None:
+    """A namespace that admits only pods meeting the restricted Pod Security Standard."""
+    kubectl("create", "namespace", name)
+    kubectl(
+        "label",
+        "namespace",
+        name,
+        *(f"pod-security.kubernetes.io/{m}=restricted" for m in ("enforce", "warn", "audit")),
+    )
+
+
 def helm(*args: str, timeout: float = 900) -> str:
     return run([tool("helm"), "--kube-context", CONTEXT, *args], timeout=timeout)
 
@@ -175,28 +210,7 @@ def start_client_pod(name: str, seconds: float, rate: float, workers: int = 1) -
         + " ; wait"
     )
     kubectl("delete", "pod", name, "-n", NAMESPACE, "--ignore-not-found", "--wait=true")
-    overrides = {
-        "spec": {
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": 10001,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containers": [
-                {
-                    "name": name,
-                    "image": platform_image(),
-                    "imagePullPolicy": "IfNotPresent",
-                    "command": ["sh", "-c", command],
-                    "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
-                    "securityContext": {
-                        "allowPrivilegeEscalation": False,
-                        "capabilities": {"drop": ["ALL"]},
-                    },
-                }
-            ],
-        }
-    }
+    overrides = _restricted_pod(name, ["sh", "-c", command])
     kubectl(
         "run",
         name,
@@ -213,6 +227,60 @@ def start_client_pod(name: str, seconds: float, rate: float, workers: int = 1) -
         f"client pod {name} to start",
     )
     return name
+
+
+def _restricted_pod(name: str, command: list[str]) -> dict[str, Any]:
+    """The overrides of a pod meeting the restricted Pod Security Standard."""
+    return {
+        "spec": {
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 10001,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": name,
+                    "image": platform_image(),
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": command,
+                    "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                }
+            ],
+        }
+    }
+
+
+def run_script_pod(name: str, script: str, namespace: str, timeout: float = 180) -> str:
+    """Run a Python script in a pod of its own (platform image, no release labels) to its end;
+    its output. The pod is deleted afterwards."""
+    kubectl("delete", "pod", name, "-n", namespace, "--ignore-not-found", "--wait=true")
+    overrides = _restricted_pod(name, ["python", "-c", script])
+    kubectl(
+        "run",
+        name,
+        "-n",
+        namespace,
+        "--restart=Never",
+        f"--image={platform_image()}",
+        f"--overrides={json.dumps(overrides)}",
+        "--labels=app=mlstack-e2e-outsider",
+    )
+    try:
+        wait_for(
+            lambda: (
+                get("pod", name, namespace=namespace)["status"]["phase"] in ("Succeeded", "Failed")
+            ),
+            timeout,
+            f"pod {namespace}/{name} to finish",
+        )
+        return kubectl("logs", name, "-n", namespace)
+    finally:
+        kubectl("delete", "pod", name, "-n", namespace, "--ignore-not-found", "--wait=false")
 
 
 def client_summary(name: str, timeout: float) -> dict[str, Any]:

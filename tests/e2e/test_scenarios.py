@@ -57,12 +57,20 @@ def _service(component: str) -> tuple[str, int]:
     return service["metadata"]["name"], int(service["spec"]["ports"][0]["port"])
 
 
+MLFLOW_AUTH_SECRET = f"{kube.RELEASE}-mlflow-auth"
+
+
+def _admin() -> Any:
+    """MLflow's admin account, from the Secret the chart generated, for the block."""
+    return kube.mlflow_account("admin", kube.secret_value(MLFLOW_AUTH_SECRET, "admin-password"))
+
+
 def _registry() -> dict[str, Any]:
     """Runs, versions and aliases of the registered model, read through a port-forward."""
     from mlflow import MlflowClient
 
     name, port = _service("mlflow")
-    with kube.port_forward(f"svc/{name}", port, probe="/health") as url:
+    with _admin(), kube.port_forward(f"svc/{name}", port, probe="/health") as url:
         client = MlflowClient(url)
         model = client.get_registered_model("mlstack-classifier")
         versions = sorted(
@@ -107,6 +115,7 @@ def test_1_helm_install(figures: dict[str, Any]) -> None:
         )
     if kube.kubectl("get", "namespace", NS, check=False).strip():
         kube.kubectl("delete", "namespace", NS, "--wait=true", timeout=600)
+    kube.create_restricted_namespace(NS)
     started = time.monotonic()
     kube.helm(
         "upgrade",
@@ -115,7 +124,6 @@ def test_1_helm_install(figures: dict[str, Any]) -> None:
         str(kube.ROOT / "charts/mlstack"),
         "--namespace",
         NS,
-        "--create-namespace",
         *_helm_values(
             "--set", f"image.platform.tag={TAG_1}", "--set", f"image.trackingServer.tag={TAG_1}"
         ),
@@ -130,6 +138,15 @@ def test_1_helm_install(figures: dict[str, Any]) -> None:
     assert mlflow_pods and all(_ready(p) for p in mlflow_pods)
     jobs = kube.get("job", selector="app.kubernetes.io/component=training")["items"]
     assert jobs and jobs[0]["status"].get("succeeded") == 1
+    accounts = kube.get("job", selector="app.kubernetes.io/component=mlflow-accounts")["items"]
+    assert accounts and accounts[0]["status"].get("succeeded") == 1
+    labels = json.loads(kube.kubectl("get", "namespace", NS, "-o", "json"))["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    # Every pod of the release was admitted under it.
+    pods = kube.get("pod", selector=f"app.kubernetes.io/instance={kube.RELEASE}")["items"]
+    figures["restricted_namespace_pods"] = sorted(
+        {p["metadata"]["labels"]["app.kubernetes.io/component"] for p in pods}
+    )
     registry = _registry()
     assert contract.ALIAS_CHAMPION in registry["aliases"]
     deployment = _deployment("inference")
@@ -387,14 +404,31 @@ def test_6_rolling_update_with_zero_failures(figures: dict[str, Any]) -> None:
     )
 
 
+def _pod_cpu() -> dict[str, int]:
+    """Inference pod → CPU in millicores, as metrics-server (and so the HPA) sees it."""
+    raw = kube.kubectl("get", "--raw", f"/apis/metrics.k8s.io/v1beta1/namespaces/{NS}/pods")
+    out = {}
+    for item in json.loads(raw)["items"]:
+        name = item["metadata"]["name"]
+        if "inference" in name:
+            usage = item["containers"][0]["usage"]["cpu"]
+            value = int(usage.rstrip("nmu") or 0)
+            scale = {"n": 1e-6, "u": 1e-3, "m": 1.0}.get(usage[-1], 1000.0)
+            out[name] = round(value * scale)
+    return out
+
+
 def test_7_mlflow_restart_keeps_everything(figures: dict[str, Any]) -> None:
     before = _registry()
-    pods_before = _ready_since()
+    ready_before = {p["metadata"]["name"] for p in _inference_pods() if _ready(p)}
+    since_before = _ready_since()
     client = kube.start_client_pod("e2e-steady-mlflow", seconds=120, rate=10)
+    cpu_before = _pod_cpu()
     mlflow_pod = kube.get("pod", selector="app.kubernetes.io/component=mlflow")["items"][0]
     kube.kubectl(
         "delete", "pod", mlflow_pod["metadata"]["name"], "-n", NS, "--wait=true", timeout=180
     )
+    cpu_while_away = _pod_cpu()
     kube.wait_for(
         lambda: any(
             _ready(p)
@@ -407,9 +441,27 @@ def test_7_mlflow_restart_keeps_everything(figures: dict[str, Any]) -> None:
     assert after == before
     summary = kube.client_summary(client, 300)
     figures["mlflow_restart_client"] = summary
+    # What the HPA saw: the service's CPU does not rise while MLflow is away.
+    figures["mlflow_restart_inference_cpu_millicores"] = {
+        "before": cpu_before,
+        "mlflow_away": cpu_while_away,
+    }
     assert summary["failed"] == 0
-    pods_after = _ready_since()
-    assert pods_after == pods_before  # no inference pod changed readiness
+    # The pods that were ready stay ready (an HPA may add one meanwhile: it must become ready).
+    since_after = _ready_since()
+    for name in ready_before & since_after.keys():
+        assert since_after[name] == since_before[name], f"{name} changed readiness"
+    pods = [p for p in _inference_pods() if not p["metadata"].get("deletionTimestamp")]
+    assert all(
+        c.get("restartCount", 0) == 0 for p in pods for c in p["status"]["containerStatuses"]
+    )
+    kube.wait_for(
+        lambda: all(
+            _ready(p) for p in _inference_pods() if not p["metadata"].get("deletionTimestamp")
+        ),
+        120,
+        "every inference pod ready once MLflow is back",
+    )
 
 
 def test_8_skaffold_build_and_run(figures: dict[str, Any]) -> None:
@@ -722,3 +774,173 @@ def test_10_users_own_training_code_runs_as_the_job_then_serves(figures: dict[st
     assert job["metadata"]["annotations"][ENTRYPOINT] == "round"
     assert job["status"].get("succeeded") == 1, job["status"]
     assert _template_entrypoint() == "round"
+
+
+PROBE = r"""
+import json, socket, sys
+results = {}
+for target in sys.argv[1:]:
+    host, port = target.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+            results[target] = "open: " + sock.recv(12).decode(errors="replace")
+    except OSError as exc:
+        results[target] = f"denied: {type(exc).__name__}"
+print(json.dumps(results))
+"""
+
+
+def _probe(name: str, namespace: str, targets: list[str]) -> dict[str, str]:
+    script = f"import sys; sys.argv[1:] = {targets!r}\n{PROBE}"
+    output = kube.run_script_pod(name, script, namespace)
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def test_11_the_registry_the_network_and_the_pods_are_protected(figures: dict[str, Any]) -> None:
+    services = {c: _service(c) for c in ("mlflow", "control", "inference")}
+    targets = {c: f"{n}.{NS}.svc:{p}" for c, (n, p) in services.items()}
+    # A pod outside the release, in its namespace and in another one: only the service answers.
+    outside = f"{NS}-outside"
+    if kube.kubectl("get", "namespace", outside, check=False).strip():
+        kube.kubectl("delete", "namespace", outside, "--wait=true", timeout=300)
+    kube.create_restricted_namespace(outside)
+    try:
+        seen = {
+            "same_namespace": _probe("e2e-outsider", NS, list(targets.values())),
+            "other_namespace": _probe("e2e-outsider", outside, list(targets.values())),
+        }
+    finally:
+        kube.kubectl("delete", "namespace", outside, "--wait=false")
+    figures["network_policy_probes"] = seen
+    for where, results in seen.items():
+        assert results[targets["mlflow"]].startswith("denied"), (where, results)
+        assert results[targets["control"]].startswith("denied"), (where, results)
+        assert results[targets["inference"]].startswith("open: HTTP/1."), (where, results)
+
+    # The namespace refuses a pod that does not meet the restricted standard.
+    refused = subprocess.run(
+        [kube.tool("kubectl"), "--context", kube.CONTEXT, "run", "e2e-privileged", "-n", NS,
+         f"--image={kube.platform_image()}", "--restart=Never",
+         '--overrides={"spec": {"containers": [{"name": "e2e-privileged", "image": "'
+         + kube.platform_image() + '", "securityContext": {"privileged": true}}]}}',
+         "--command", "--", "true"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    figures["privileged_pod_refused"] = refused.stderr.strip()[:300]
+    assert refused.returncode != 0 and 'violates PodSecurity "restricted' in refused.stderr
+
+    # The inference pods' own MLflow account reads, and cannot move an alias.
+    registry = _registry()
+    champion = registry["aliases"][contract.ALIAS_CHAMPION]
+    attempt = r"""
+import base64, json, os, urllib.request, urllib.error
+auth = base64.b64encode(
+    f"{os.environ['MLFLOW_TRACKING_USERNAME']}:{os.environ['MLFLOW_TRACKING_PASSWORD']}".encode()
+).decode()
+base = os.environ["MLFLOW_TRACKING_URI"] + "/api/2.0/mlflow/registered-models/alias"
+def call(method, url, body=None):
+    request = urllib.request.Request(url, method=method, data=body, headers={
+        "Authorization": "Basic " + auth, "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+read = call("GET", base + "?name=mlstack-classifier&alias=champion")
+body = json.dumps({"name": "mlstack-classifier", "alias": "champion", "version": "1"}).encode()
+print(json.dumps({"user": os.environ["MLFLOW_TRACKING_USERNAME"], "read": read,
+                  "move_alias": call("POST", base, body)}))
+"""
+    pod = next(p for p in _inference_pods() if _ready(p))["metadata"]["name"]
+    output = kube.kubectl("exec", pod, "-n", NS, "--", "python", "-c", attempt)
+    account = json.loads(output.strip().splitlines()[-1])
+    figures["inference_account_alias_move"] = account
+    assert account == {"user": "mlstack-inference", "read": 200, "move_alias": 403}
+    assert _registry()["aliases"][contract.ALIAS_CHAMPION] == champion
+
+    # A version whose skops file needs a type outside the allow-list: refused, the champion
+    # serves on, and a steady client sees no failure.
+    refused_version = _log_untrusted_version()
+    client = kube.start_client_pod("e2e-steady-refused", seconds=60, rate=10)
+    time.sleep(5)
+    _move_champion(refused_version)
+    try:
+
+        def refused_everywhere() -> dict[str, Any] | None:
+            answers = {}
+            for pod in _inference_pods():
+                name = pod["metadata"]["name"]
+                with kube.port_forward(f"pod/{name}", 8080, probe="/livez") as url:
+                    ready = httpx.get(f"{url}/readyz", timeout=10).json()
+                    if ready.get("refused", {}).get("version") != refused_version:
+                        return None
+                    answers[name] = {
+                        "serving": httpx.get(f"{url}/model", timeout=10).json()["version"],
+                        "refused": ready["refused"]["reason"],
+                    }
+            return answers
+
+        answers = kube.wait_for(
+            refused_everywhere, 2 * POLL_SECONDS + 60, f"v{refused_version} refused", interval=2
+        )
+    finally:
+        _move_champion(champion)
+    summary = kube.client_summary(client, 200)
+    figures["untrusted_version_refused"] = {"pods": answers, "client": summary}
+    for answer in answers.values():
+        assert answer["serving"] == champion
+        assert "Clip" in answer["refused"] and "allow-list" in answer["refused"]
+    assert summary["sent"] > 0 and summary["failed"] == 0
+    assert set(summary["versions"]) == {champion}
+
+
+def _log_untrusted_version() -> str:
+    """Log, as the training account, a pipeline holding a type of the tests' own in a skops
+    file whose MLmodel claims to trust it; its new version number."""
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from tests.integration.custom_types import Clip
+
+    iris = load_iris(as_frame=True)
+    x = pd.DataFrame(iris.data.values, columns=list(SETOSA))
+    pipe = make_pipeline(Clip(), LogisticRegression(max_iter=500)).fit(x, iris.target)
+    name, port = _service("mlflow")
+    password = kube.secret_value(MLFLOW_AUTH_SECRET, "training-password")
+    with (
+        kube.mlflow_account("mlstack-training", password),
+        kube.port_forward(f"svc/{name}", port, probe="/health") as url,
+    ):
+        mlflow.set_tracking_uri(url)
+        mlflow.set_experiment("mlstack-e2e-untrusted")
+        with mlflow.start_run():
+            info = mlflow.sklearn.log_model(
+                pipe,
+                name="model",
+                registered_model_name="mlstack-classifier",
+                signature=infer_signature(x, pipe.predict(x)),
+                serialization_format="skops",
+                skops_trusted_types=[f"{Clip.__module__}.{Clip.__name__}"],
+                pip_requirements=["scikit-learn"],
+            )
+    return str(info.registered_model_version)
+
+
+def _move_champion(version: str) -> None:
+    """Move champion as the control plane's account does."""
+    from mlflow import MlflowClient
+
+    name, port = _service("mlflow")
+    password = kube.secret_value(MLFLOW_AUTH_SECRET, "control-password")
+    with (
+        kube.mlflow_account("mlstack-control", password),
+        kube.port_forward(f"svc/{name}", port, probe="/health") as url,
+    ):
+        MlflowClient(url).set_registered_model_alias(
+            "mlstack-classifier", contract.ALIAS_CHAMPION, version
+        )

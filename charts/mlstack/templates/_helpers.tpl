@@ -133,6 +133,41 @@ true
 {{- end -}}
 {{- end -}}
 
+{{/* The Secret holding MLflow's admin and client passwords (mlflow.auth). */}}
+{{- define "mlstack.mlflow.authSecret" -}}
+{{- default (printf "%s-auth" (include "mlstack.mlflow.fullname" . | trunc 58 | trimSuffix "-")) .Values.mlflow.auth.existingSecret -}}
+{{- end -}}
+
+{{/*
+The MLflow account of one client, as environment entries (nothing with auth off): the variables
+MLflow's own client reads, which the service and the round read too. (dict "ctx" $ "role" "training")
+*/}}
+{{- define "mlstack.mlflow.clientEnv" -}}
+{{- $auth := .ctx.Values.mlflow.auth -}}
+{{- if $auth.enabled }}
+- name: MLFLOW_TRACKING_USERNAME
+  value: {{ index $auth.accounts .role | quote }}
+- name: MLFLOW_TRACKING_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "mlstack.mlflow.authSecret" .ctx }}
+      key: {{ printf "%s-password" .role }}
+{{- end }}
+{{- end -}}
+
+{{/*
+The ServiceAccount name of a component: (dict "ctx" $ "component" "training" "values" $values).
+serviceAccount.name, else the component's full name when created, else `default`.
+*/}}
+{{- define "mlstack.serviceAccountName" -}}
+{{- $sa := .values.serviceAccount -}}
+{{- if $sa.create -}}
+{{- default (include "mlstack.componentName" (dict "ctx" .ctx "component" .component)) $sa.name -}}
+{{- else -}}
+{{- default "default" $sa.name -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Whether the MLflow server keeps anything on the PVC (SQLite database or artifacts). */}}
 {{- define "mlstack.mlflow.usesVolume" -}}
 {{- if or (eq .Values.mlflow.backendStore.type "sqlite") (not .Values.mlflow.artifacts.destination) -}}
@@ -207,6 +242,7 @@ metadata:
     {{- end }}
 spec:
   restartPolicy: Never
+  serviceAccountName: {{ include "mlstack.serviceAccountName" (dict "ctx" $ctx "component" "training" "values" $values) }}
   automountServiceAccountToken: false
   enableServiceLinks: false
   {{- include "mlstack.imagePullSecrets" (dict "ctx" $ctx "indent" 2) }}
@@ -241,6 +277,7 @@ spec:
       env:
         - name: MLFLOW_TRACKING_URI
           value: {{ include "mlstack.trackingUri" $ctx | quote }}
+        {{- include "mlstack.mlflow.clientEnv" (dict "ctx" $ctx "role" "training") | nindent 8 }}
         - name: MLSTACK_MODEL_NAME
           value: {{ $ctx.Values.model.name | quote }}
         - name: MLSTACK_DATASET
