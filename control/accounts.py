@@ -106,7 +106,11 @@ def sync(client: httpx.Client, accounts: list[Account]) -> None:
     """Create or update every account and grant its role's permissions (idempotent)."""
     me = _call(client, "GET", f"{_USERS}/current")
     if me.status_code == 401:
-        raise AccountError("MLflow refused the admin account (401): check admin-password")
+        raise AccountError(
+            "MLflow refused the admin account (401): its user store was made with another "
+            "admin-password (a reinstall over a kept volume whose Secret was deleted, for "
+            "instance); restore that Secret, or reset the admin password in MLflow"
+        )
     for account in accounts:
         found = _call(client, "GET", f"{_USERS}/get", params={"username": account.username})
         if found.status_code == 200:

@@ -74,6 +74,8 @@ def test_the_generated_secret_holds_every_password() -> None:
         "training-password",
     ]
     assert len(set(secret["data"].values())) == 5
+    # Kept with the PVC: the user store on it was made with these passwords.
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
 
 
 def test_each_client_sends_its_own_account() -> None:
