@@ -21,6 +21,8 @@ from pathlib import Path
 import httpx
 import structlog
 
+from kernel import log as kernel_log
+
 log = structlog.get_logger()
 
 # What each role may do, as MLflow permissions on every experiment and registered model ("*").
@@ -35,6 +37,7 @@ GRANTS: dict[str, dict[str, str]] = {
 _USERS = "/api/2.0/mlflow/users"
 _GRANT = "/api/3.0/mlflow/users/permissions/grant"
 _REVOKE = "/api/3.0/mlflow/users/permissions/revoke"
+_PERMISSION = "/api/3.0/mlflow/users/permissions/get"
 
 
 class AccountError(Exception):
@@ -148,10 +151,20 @@ def sync(client: httpx.Client, accounts: list[Account]) -> None:
             }
             response = _call(client, "POST", _GRANT, json=body)
             if "RESOURCE_ALREADY_EXISTS" in response.text:
-                # Granted before, maybe with another permission: this role's grant is the truth.
-                revoke = {k: body[k] for k in ("username", "resource_type", "resource_id")}
-                _check(_call(client, "POST", _REVOKE, json=revoke), f"revoking {resource_type}")
-                response = _call(client, "POST", _GRANT, json=body)
+                # Granted before. The same grant is left alone: revoking it would leave the
+                # running clients without it for a moment. Another one is replaced, since this
+                # role's grant is the truth.
+                key = {k: body[k] for k in ("username", "resource_type", "resource_id")}
+                held = _call(client, "GET", _PERMISSION, params=key)
+                _check(held, f"reading {resource_type} permission of {account.username!r}")
+                was = held.json().get("permission")
+                if was != permission:
+                    _check(_call(client, "POST", _REVOKE, json=key), f"revoking {resource_type}")
+                    response = _call(client, "POST", _GRANT, json=body)
+                else:
+                    response = held
+            else:
+                was = None
             _check(
                 response, f"granting {permission} on every {resource_type} to {account.username!r}"
             )
@@ -160,6 +173,7 @@ def sync(client: httpx.Client, accounts: list[Account]) -> None:
                 username=account.username,
                 resource_type=resource_type,
                 permission=permission,
+                was=was,
             )
 
 
@@ -179,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--wait-seconds", type=float, default=300, help="wait for MLflow this long")
     args = parser.parse_args(argv)
+    kernel_log.configure("info", quiet=("httpx",))
     try:
         admin = (args.admin_username, _read_secret(args.secret_dir, "admin-password"))
         accounts = _accounts(args.account, args.secret_dir)

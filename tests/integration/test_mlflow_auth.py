@@ -108,6 +108,8 @@ def test_accounts_are_created_once_and_synced_again_without_printing_a_password(
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("account.updated") == 3
     assert "account.created" not in again.stdout
+    # The grants held are left as they are: never revoked under running clients.
+    assert again.stdout.count('"was":"EDIT"') == 4 and again.stdout.count('"was":"READ"') == 2
     output = accounts.stdout + accounts.stderr + again.stdout + again.stderr
     for key in ("admin", *ROLES):
         assert _password(secret_dir, key) not in output
@@ -118,6 +120,34 @@ def test_accounts_are_created_once_and_synced_again_without_printing_a_password(
             timeout=10,
         )
         assert me.status_code == 200 and me.json()["user"]["is_admin"] is False
+
+
+def test_a_grant_changed_by_hand_is_set_back_to_the_roles_own(
+    auth_mlflow: Process, secret_dir: Path, accounts: object
+) -> None:
+    admin = ("admin", _password(secret_dir, "admin"))
+    key = {"username": _user("inference"), "resource_type": "registered_model", "resource_id": "*"}
+    for path, body in (
+        ("revoke", key),
+        ("grant", {**key, "permission": "MANAGE"}),
+    ):
+        changed = httpx.post(
+            f"{auth_mlflow.url}/api/3.0/mlflow/users/permissions/{path}",
+            json=body,
+            auth=admin,
+            timeout=10,
+        )
+        assert changed.status_code == 200, changed.text
+    again = _sync(auth_mlflow.url, secret_dir)
+    assert again.returncode == 0, again.stderr
+    assert '"was":"MANAGE"' in again.stdout
+    held = httpx.get(
+        f"{auth_mlflow.url}/api/3.0/mlflow/users/permissions/get",
+        params=key,
+        auth=admin,
+        timeout=10,
+    )
+    assert held.json()["permission"] == "READ"
 
 
 def test_each_account_can_do_what_its_role_needs_and_the_inference_one_cannot_move_an_alias(
