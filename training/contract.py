@@ -53,6 +53,10 @@ TAG_DATASET_HASH: Final = "mlstack.dataset.sha256"
 TAG_CODE_VERSION: Final = "mlstack.code_version"
 TAG_CANDIDATE: Final = "mlstack.candidate"
 TAG_ROUND_ROLE: Final = "mlstack.run_role"
+# On a round's run: one tag per family that did not run (its value says why), and the families
+# the time budget cut, comma-separated, when it cut any.
+TAG_SKIPPED_PREFIX: Final = "mlstack.skipped."
+TAG_TRUNCATED: Final = "mlstack.truncated"
 TAG_ONNX: Final = "mlstack.onnx"
 TAG_ONNX_MAX_ABS_DIFF: Final = "mlstack.onnx.max_abs_diff"
 TAG_ONNX_LABEL_MISMATCHES: Final = "mlstack.onnx.label_mismatches"

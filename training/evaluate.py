@@ -93,8 +93,8 @@ def baseline_statistics(x_train: pd.DataFrame) -> dict[str, contract.FeatureBase
         inner = np.unique(np.quantile(values, quantiles))
         edges = np.concatenate(([-np.inf], inner, [np.inf]))
         counts = bin_counts(values, edges)
-        # The range as the data says it (0.1, not float32's 0.10000000149): rounding to float32
-        # keeps order, so no training value read as float32 falls outside it at the service.
+        # The range of the float32 values trained on: the service reads its inputs as float32
+        # too, so no training value falls outside it there.
         out[str(column)] = contract.FeatureBaseline(
             tuple(float(e) for e in edges),
             tuple(float(c) for c in counts / counts.sum()),

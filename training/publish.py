@@ -242,7 +242,9 @@ def log_model(
     extra = [str(p) for p in sorted(files.iterdir())]
     if onnx.path is not None:
         extra.append(str(onnx.path))
-    example = x_train.head(3)
+    # The features are float32 in training; the signature stays `double`, what JSON clients
+    # send and MLflow's own schema enforcement accepts without a lossy-conversion refusal.
+    example = x_train.head(3).astype(np.float64)
     classes = list(manifest.classes)
     signature = infer_signature(example, proba_in_order(model, example.to_numpy(), classes))
     return mlflow.sklearn.log_model(

@@ -15,7 +15,9 @@ from typing import Any, TextIO
 import numpy as np
 
 from training import contract
+from training import search as searching
 from training.candidates import build
+from training.cores import available_cores
 from training.data import load_dataset, split
 from training.evaluate import held_out_metrics, write_confusion
 from training.gate import Decision
@@ -47,6 +49,7 @@ class RoundResult:
     onnx: OnnxResult
     candidates: list[CandidateResult]
     seconds: float
+    skipped: dict[str, str] = field(default_factory=dict)  # family → why it did not run
 
 
 def code_version(settings: TrainingSettings) -> str:
@@ -77,7 +80,12 @@ def run_round(
     """
     started = time.monotonic()
     dataset = load_dataset(
-        settings.dataset, settings.csv, settings.target, settings.test_size, settings.cv_folds
+        settings.dataset,
+        settings.data,
+        settings.target,
+        settings.test_size,
+        settings.cv_folds,
+        settings.s3_endpoint_url,
     )
     _say(
         out,
@@ -127,17 +135,63 @@ def run_round(
             from_pandas(dataset.frame(), name=dataset.name, targets=dataset.target),
             context="training",
         )
+        plan = searching.plan(
+            settings.candidates,
+            len(data.y_train),
+            svm_max_rows=settings.svm_max_rows,
+            halving_min_rows=settings.halving_min_rows,
+            cores=available_cores(settings.n_jobs),
+        )
+        mlflow.log_params({"cores": plan.cores, "search": "halving" if plan.halving else "grid"})
+        _say(
+            out,
+            f"search {'successive halving' if plan.halving else 'grid'} on {plan.cores} "
+            f"core{'s' if plan.cores > 1 else ''}, {settings.cv_folds}-fold CV, "
+            f"{len(data.y_train)} training rows",
+        )
+        skipped = dict(plan.skipped)
+        for family, reason in plan.skipped.items():
+            _say(out, f"skipped {family}: {reason}")
         results = []
-        for index, family in enumerate(settings.candidates, start=1):
-            result = _search(family, settings, data, classes, common_tags, workdir)
+        for index, family in enumerate(plan.families, start=1):
+            spent = time.monotonic() - started
+            # The first family always runs: a round without a candidate registers nothing.
+            if index > 1 and spent >= settings.time_budget_seconds:
+                for rest in plan.families[index - 1 :]:
+                    skipped[rest] = (
+                        f"the time budget of {settings.time_budget_seconds:g} s was spent "
+                        f"({spent:.1f} s) before it could start (MLSTACK_TIME_BUDGET_SECONDS)"
+                    )
+                    _say(out, f"skipped {rest}: {skipped[rest]}")
+                break
+            result = _search(
+                family,
+                settings,
+                plan,
+                data,
+                classes,
+                common_tags,
+                workdir,
+                out,
+                f"[{index}/{len(plan.families)}]",
+            )
             results.append(result)
             _say(
                 out,
-                f"[{index}/{len(settings.candidates)}] {family:<18} "
+                f"[{index}/{len(plan.families)}] {family:<22} "
                 f"cv {settings.metric} {result.cv_mean:.4f} ± {result.cv_std:.4f}  "
                 f"held-out {settings.metric} {result.metrics[settings.metric]:.4f}  "
                 f"({result.fit_seconds:.1f} s)",
             )
+        truncated = [f for f in plan.families if f in skipped]
+        mlflow.set_tags(
+            {
+                f"{contract.TAG_SKIPPED_PREFIX}{family}": why[:5000]
+                for family, why in skipped.items()
+            }
+        )
+        if truncated:
+            mlflow.set_tag(contract.TAG_TRUNCATED, ",".join(truncated))
         # Select on cross-validation (training data only); the held-out split stays unbiased
         # for the gate. The first family listed wins a tie.
         sign = 1.0 if contract.METRICS[settings.metric].higher_is_better else -1.0
@@ -185,21 +239,29 @@ def run_round(
         published.onnx,
         results,
         time.monotonic() - started,
+        skipped,
     )
 
 
 def _search(
     family: str,
     settings: TrainingSettings,
+    plan: searching.Plan,
     data: Any,
     classes: list[str],
     tags: dict[str, str],
     workdir: Path,
+    out: TextIO,
+    step: str,
 ) -> CandidateResult:
     import mlflow
-    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from threadpoolctl import threadpool_limits
 
     candidate = build(family, settings.seed)
+    rows = len(data.y_train)
+    fits, work = searching.planned_work(
+        candidate, rows, settings.cv_folds, len(classes), plan.halving
+    )
     with mlflow.start_run(
         run_name=family,
         nested=True,
@@ -209,17 +271,24 @@ def _search(
             contract.TAG_CANDIDATE: family,
         },
     ) as run:
-        search = GridSearchCV(
-            candidate.estimator,
-            candidate.grid,
-            scoring=contract.METRICS[settings.metric].scorer,
-            cv=StratifiedKFold(settings.cv_folds, shuffle=True, random_state=settings.seed),
-            refit=True,
-            n_jobs=1,
-            error_score="raise",
+        progress = searching.Progress(
+            family, fits, work, lambda line: _say(out, line), settings.progress_seconds
         )
+        search = searching.make_search(
+            candidate,
+            scoring=searching.CountingScorer(searching.scorer_for(settings.metric), progress.path),
+            folds=settings.cv_folds,
+            seed=settings.seed,
+            cores=plan.cores,
+            halving=plan.halving,
+        )
+        kind = "successive halving" if searching.halves(candidate, plan.halving) else "grid"
+        _say(out, f"{step} {family:<22} started: {kind}, {fits} fits")
         started = time.perf_counter()
-        search.fit(data.x_train.to_numpy(), data.y_train)
+        # The refit runs in this process: its OpenMP and BLAS threads get the cores too, not
+        # the host's count.
+        with progress, threadpool_limits(limits=plan.cores):
+            search.fit(data.x_train.to_numpy(), data.y_train)
         fit_seconds = time.perf_counter() - started
         index = search.best_index_
         sign = 1.0 if contract.METRICS[settings.metric].higher_is_better else -1.0
@@ -228,7 +297,21 @@ def _search(
         model = search.best_estimator_
         proba = proba_in_order(model, data.x_test.to_numpy(), classes)
         metrics = held_out_metrics(data.y_test, proba, classes)
-        mlflow.log_params({"family": family, **{k: str(v) for k, v in search.best_params_.items()}})
+        mlflow.log_params(
+            {
+                "family": family,
+                "search": "halving" if kind != "grid" else "grid",
+                **{k: str(v) for k, v in search.best_params_.items()},
+            }
+        )
+        if kind != "grid":
+            # What halving did: the rows of each iteration, and the candidates it kept.
+            mlflow.log_params(
+                {
+                    "halving_rows": ",".join(map(str, search.n_resources_)),
+                    "halving_candidates": ",".join(map(str, search.n_candidates_)),
+                }
+            )
         mlflow.log_metrics({f"{contract.TEST_METRIC_PREFIX}{k}": v for k, v in metrics.items()})
         mlflow.log_metrics(
             {

@@ -10,8 +10,15 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from training import contract
 
-FAMILIES: tuple[str, ...] = ("logreg", "random_forest", "svm", "gradient_boosting", "baseline")
-DEFAULT_FAMILIES: tuple[str, ...] = ("logreg", "random_forest", "svm", "gradient_boosting")
+FAMILIES: tuple[str, ...] = (
+    "logreg",
+    "random_forest",
+    "svm",
+    "hist_gradient_boosting",
+    "gradient_boosting",
+    "baseline",
+)
+DEFAULT_FAMILIES: tuple[str, ...] = ("logreg", "random_forest", "svm", "hist_gradient_boosting")
 
 
 class TrainingSettings(BaseSettings):
@@ -19,11 +26,22 @@ class TrainingSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MLSTACK_", extra="ignore")
 
-    dataset: Literal["iris", "digits", "csv"] = Field(
-        "iris", description="Built-in dataset, or `csv` (implied by --csv)."
+    dataset: Literal["iris", "digits", "file", "csv"] = Field(
+        "iris", description="Built-in dataset, or `file` (implied by --data; `csv` is the same)."
     )
-    csv: Path | None = Field(None, description="CSV file to train on (needs --target).")
-    target: str | None = Field(None, description="Target column of the CSV file.")
+    data: str | None = Field(
+        None,
+        description="CSV (.csv, .csv.gz) or Parquet (.parquet) file to train on: a path, an "
+        "s3:// or an https:// URL (needs --target).",
+    )
+    csv: Path | None = Field(None, description="A local CSV file to train on (same as --data).")
+    target: str | None = Field(None, description="Target column of the data file.")
+    s3_endpoint_url: str | None = Field(
+        None,
+        validation_alias="MLFLOW_S3_ENDPOINT_URL",
+        description="S3 endpoint of s3:// data for S3-compatible stores, the variable MLflow "
+        "reads for its artifacts (environment only; empty for AWS).",
+    )
     model_name: str = Field(contract.DEFAULT_MODEL_NAME, description="Registered model name.")
     experiment: str = Field(contract.DEFAULT_EXPERIMENT, description="MLflow experiment name.")
     # NoDecode: the environment gives "a,b" (split below), not a JSON list.
@@ -40,6 +58,33 @@ class TrainingSettings(BaseSettings):
     )
     min_score: float = Field(0.7, description="Absolute floor the gate metric must clear.")
     force: bool = Field(False, description="Promote even when the champion's signature differs.")
+    n_jobs: int | None = Field(
+        None,
+        ge=1,
+        description="Worker processes of the search (default: the cores the process is given, "
+        "its cgroup CPU quota included).",
+    )
+    svm_max_rows: int = Field(
+        20_000,
+        ge=0,
+        description="Training rows above which the svm family is skipped (its fit grows faster "
+        "than the rows).",
+    )
+    halving_min_rows: int = Field(
+        20_000,
+        ge=0,
+        description="Training rows from which searches use successive halving on growing "
+        "subsets instead of an exhaustive grid.",
+    )
+    time_budget_seconds: float = Field(
+        7200.0,
+        gt=0.0,
+        description="No family starts after this many seconds of the round; the best so far "
+        "is registered, the skipped families recorded.",
+    )
+    progress_seconds: float = Field(
+        15.0, gt=0.0, description="How often a running search prints its progress."
+    )
     onnx: bool = Field(True, description="Export ONNX (kept only when parity holds).")
     onnx_tolerance: float = Field(1e-5, gt=0.0, description="Max ONNX probability difference.")
     mlflow_timeout_seconds: float = Field(
@@ -84,7 +129,11 @@ class TrainingSettings(BaseSettings):
     @model_validator(mode="after")
     def _csv_needs_target(self) -> TrainingSettings:
         if self.csv is not None:
-            self.dataset = "csv"
-        if self.dataset == "csv" and (self.csv is None or not self.target):
-            raise ValueError("a CSV dataset needs both --csv PATH and --target COLUMN")
+            if self.data is not None and self.data != str(self.csv):
+                raise ValueError("--csv and --data name different files: give one of them")
+            self.data = str(self.csv)
+        if self.data is not None:
+            self.dataset = "file"
+        if self.dataset in ("file", "csv") and (self.data is None or not self.target):
+            raise ValueError("a file dataset needs both --data PATH_OR_URL and --target COLUMN")
         return self

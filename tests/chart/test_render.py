@@ -56,7 +56,7 @@ def test_lint_strict_passes(scenario: Scenario, kube_version: str) -> None:
         ),
         (
             ["training.dataset=csv"],
-            "training.dataset is csv: set training.csv",
+            "training.dataset is csv: set training.data.source",
         ),
         (
             [

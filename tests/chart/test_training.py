@@ -278,3 +278,108 @@ def test_gate_metric_choices_are_the_contracts_metrics() -> None:
         assert values == list(contract.METRICS), path
     default = yaml.safe_load((CHART / "values.yaml").read_text())["training"]["metric"]
     assert default in contract.METRICS
+
+
+def test_s3_data_gets_the_s3_settings_of_mlflows_artifacts_unless_its_own_are_set() -> None:
+    mlflow_s3 = [
+        "mlflow.artifacts.destination=s3://artifacts/mlflow",
+        "mlflow.artifacts.s3.endpointUrl=http://minio.storage:9000",
+        "mlflow.artifacts.s3.existingSecret=minio-keys",
+        "training.data.source=s3://datasets/churn/2026-11.parquet",
+        "training.target=churned",
+    ]
+    for where, job in _render_jobs(mlflow_s3).items():
+        container = _container(job)
+        env = _env(container)
+        assert env["MLSTACK_DATA"] == "s3://datasets/churn/2026-11.parquet", where
+        assert env["MLSTACK_TARGET"] == "churned", where
+        assert env["MLFLOW_S3_ENDPOINT_URL"] == "http://minio.storage:9000", where
+        assert container["envFrom"] == [{"secretRef": {"name": "minio-keys"}}], where
+    own = [*mlflow_s3, "training.data.s3.existingSecret=data-keys"]
+    container = _container(_render_jobs(own)["job"])
+    assert container["envFrom"] == [{"secretRef": {"name": "data-keys"}}]
+
+
+def test_https_data_gets_no_s3_settings() -> None:
+    container = _container(
+        _render_jobs(
+            [
+                "mlflow.artifacts.destination=s3://artifacts/mlflow",
+                "mlflow.artifacts.s3.existingSecret=minio-keys",
+                "training.data.source=https://data.example.com/churn.csv.gz",
+                "training.target=churned",
+            ]
+        )["job"]
+    )
+    assert "envFrom" not in container
+    assert "MLFLOW_S3_ENDPOINT_URL" not in _env(container)
+
+
+def test_data_on_a_claim_is_mounted_read_only_and_named_by_its_path() -> None:
+    set_values = [
+        "training.data.existingClaim=datasets",
+        "training.data.path=churn/2026-11.parquet",
+        "training.target=churned",
+    ]
+    for where, job in _render_jobs(set_values).items():
+        container = _container(job)
+        assert _env(container)["MLSTACK_DATA"] == "/data/churn/2026-11.parquet", where
+        assert {"name": "data", "mountPath": "/data", "readOnly": True} in container[
+            "volumeMounts"
+        ], where
+        volumes = job["spec"]["template"]["spec"]["volumes"]
+        assert {
+            "name": "data",
+            "persistentVolumeClaim": {"claimName": "datasets", "readOnly": True},
+        } in volumes, where
+
+
+def test_the_round_gets_its_cores_and_its_time_budget() -> None:
+    env = _env(_container(_render_jobs(["training.nJobs=3"])["job"]))
+    assert env["MLSTACK_N_JOBS"] == "3"
+    assert env["MLSTACK_TIME_BUDGET_SECONDS"] == "2700"
+    assert "MLSTACK_N_JOBS" not in _env(_container(_render_jobs([])["job"]))
+
+
+@pytest.mark.parametrize(
+    ("set_values", "message"),
+    [
+        (
+            ["training.dataset=file"],
+            "training.dataset is file: set training.data.source (s3://, https:// or a path)",
+        ),
+        (
+            ["training.data.source=s3://b/k.csv"],
+            "training.data names a file to train on: set training.target",
+        ),
+        (
+            [
+                "training.data.source=s3://b/k.csv",
+                "training.data.existingClaim=c",
+                "training.data.path=k.csv",
+                "training.target=y",
+            ],
+            "training.data.source and training.data.existingClaim are both set",
+        ),
+        (
+            ["training.data.existingClaim=c", "training.target=y"],
+            "training.data.existingClaim is set: set training.data.path",
+        ),
+        (
+            ["training.data.path=k.csv", "training.target=y"],
+            "training.data.path is set without training.data.existingClaim",
+        ),
+        (
+            ["training.data.source=http://data.example.com/k.csv", "training.target=y"],
+            "training.data.source is http://data.example.com/k.csv: use s3://bucket/key",
+        ),
+        (
+            ["training.timeBudgetSeconds=3600"],
+            "training.timeBudgetSeconds (3600) is not under training.activeDeadlineSeconds (3600)",
+        ),
+    ],
+)
+def test_incoherent_data_values_fail_naming_them(set_values: list[str], message: str) -> None:
+    with pytest.raises(HelmError, match="invalid values") as failure:
+        render(set_values=set_values)
+    assert message in str(failure.value)

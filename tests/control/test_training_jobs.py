@@ -252,10 +252,10 @@ BAD_PARAMETERS = [
     ({"test_size": 1.5}, "test_size: Input should be less than 1"),
     ({"cv_folds": "many"}, "cv_folds: Input should be a valid integer"),
     ({"metric": "speed"}, "metric: Value error, unknown metric 'speed'"),
-    ({"csv": "/data/x.csv"}, "a CSV dataset needs both --csv PATH and --target COLUMN"),
+    ({"csv": "/data/x.csv"}, "a file dataset needs both --data PATH_OR_URL and --target COLUMN"),
     ({"force": "maybe"}, "force: Input should be a valid boolean"),
     ({"tracking_uri": "http://evil"}, "tracking_uri: not a training parameter"),
-    ({"colour": "red"}, "colour: not a training parameter (allowed: dataset, csv, target"),
+    ({"colour": "red"}, "colour: not a training parameter (allowed: dataset, data, csv, target"),
     (["--force"], "body: Input should be a valid dictionary"),
 ]
 

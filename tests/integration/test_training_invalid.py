@@ -70,7 +70,7 @@ def test_invalid_csv_exits_non_zero_and_registers_nothing(
     [
         (["--candidates", "logreg,perceptron"], "unknown families ['perceptron']"),
         (["--metric", "auc"], "unknown metric 'auc'"),
-        (["--dataset", "csv"], "needs both --csv PATH and --target COLUMN"),
+        (["--dataset", "csv"], "needs both --data PATH_OR_URL and --target COLUMN"),
         (["--test-size", "1.5"], "test_size"),
     ],
 )

@@ -286,6 +286,24 @@ spec:
         - name: MLSTACK_CSV
           value: {{ $values.csv | quote }}
         {{- end }}
+        {{- if $values.data.existingClaim }}
+        - name: MLSTACK_DATA
+          value: {{ printf "/data/%s" (trimPrefix "/" $values.data.path) | quote }}
+        {{- else if $values.data.source }}
+        - name: MLSTACK_DATA
+          value: {{ $values.data.source | quote }}
+        {{- end }}
+        {{- $s3 := include "mlstack.training.s3" $ctx | fromYaml }}
+        {{- with $s3.endpointUrl }}
+        - name: MLFLOW_S3_ENDPOINT_URL
+          value: {{ . | quote }}
+        {{- end }}
+        {{- if not (kindIs "invalid" $values.nJobs) }}
+        - name: MLSTACK_N_JOBS
+          value: {{ $values.nJobs | quote }}
+        {{- end }}
+        - name: MLSTACK_TIME_BUDGET_SECONDS
+          value: {{ $values.timeBudgetSeconds | quote }}
         {{- if $values.target }}
         - name: MLSTACK_TARGET
           value: {{ $values.target | quote }}
@@ -309,6 +327,11 @@ spec:
         {{- with $values.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
+      {{- with $s3.existingSecret }}
+      envFrom:
+        - secretRef:
+            name: {{ . }}
+      {{- end }}
       resources:
         {{- toYaml $values.resources | nindent 8 }}
       securityContext:
@@ -316,12 +339,23 @@ spec:
       volumeMounts:
         - name: tmp
           mountPath: /tmp
+        {{- if $values.data.existingClaim }}
+        - name: data
+          mountPath: /data
+          readOnly: true
+        {{- end }}
         {{- with $values.extraVolumeMounts }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
   volumes:
     - name: tmp
       emptyDir: {}
+    {{- if $values.data.existingClaim }}
+    - name: data
+      persistentVolumeClaim:
+        claimName: {{ $values.data.existingClaim }}
+        readOnly: true
+    {{- end }}
     {{- with $values.extraVolumes }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -337,6 +371,16 @@ spec:
   affinity:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+{{- end -}}
+
+{{/* The S3 settings of the round's s3:// data (YAML: endpointUrl, existingSecret): its own,
+else those of MLflow's artifacts; empty unless the data is on S3. */}}
+{{- define "mlstack.training.s3" -}}
+{{- $data := .Values.training.data -}}
+{{- if hasPrefix "s3://" $data.source -}}
+endpointUrl: {{ coalesce $data.s3.endpointUrl .Values.mlflow.artifacts.s3.endpointUrl | quote }}
+existingSecret: {{ coalesce $data.s3.existingSecret .Values.mlflow.artifacts.s3.existingSecret | quote }}
+{{- end -}}
 {{- end -}}
 
 {{/* The database URI of the MLflow server, as environment entries. */}}
