@@ -310,3 +310,9 @@ class TrainingJobView(BaseModel):
         "that is not a result); null when there is one, and in the list.",
     )
     log_tail: list[str] = Field(default_factory=list, description="Last log lines (by id only).")
+    progress: str | None = Field(
+        None,
+        description="The round's latest progress line: a family started, its fits done with "
+        "the time left, its result, or a skip (by id only; null for a custom command's Job "
+        "until it prints one).",
+    )

@@ -39,6 +39,7 @@ from control.jobs import (
 )
 from control.schemas import TrainingJobView
 from control.settings import ControlSettings
+from training.search import progress_line
 
 log = structlog.get_logger("control.training_jobs")
 
@@ -184,6 +185,9 @@ class TrainingJobs:
         update: dict[str, Any] = {
             "result_missing": reported.missing,
             "log_tail": lines[-keep:] if keep else [],
+            "progress": next(
+                (line.strip() for line in reversed(lines) if progress_line(line)), None
+            ),
         }
         if (result := reported.result) is not None:
             update |= {

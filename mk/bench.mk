@@ -12,3 +12,7 @@ bench-adopt: $(STAMP) ## Notebook models before/after `mlstack adopt`: alias mov
 .PHONY: bench-auth
 bench-auth: $(STAMP) ## MLflow without and with basic auth: registry call time, alias move -> serving
 	$(PY) -m bench.auth_swap
+
+.PHONY: bench-training
+bench-training: $(STAMP) ## The default round on 10k, 100k and 1M rows against a plain GridSearchCV (BENCH_TRAINING_ROWS)
+	$(PY) -m bench.training

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tempfile
 import threading
 import time
@@ -23,6 +24,10 @@ import numpy as np
 
 from training import contract
 from training.candidates import Candidate
+
+# The lines a round prints about its search (what `progress_line` recognises): the plan, a
+# skipped family, a family started or finished ("[2/3] ..."), a running search's fits.
+_PROGRESS = re.compile(r"^(search |skipped \S+: |\[\d+/\d+\] |\s+\S+\s+\d+/\d+ fits, )")
 
 # Families whose fit time grows faster than linearly in the rows: skipped on large data.
 QUADRATIC_FAMILIES: frozenset[str] = frozenset({"svm"})
@@ -222,6 +227,11 @@ class Progress:
             self._say(
                 f"      {self.family:<22} {done}/{self.fits} fits, about {_duration(left)} left"
             )
+
+
+def progress_line(line: str) -> bool:
+    """Whether `line` of a round's output reports its search's progress."""
+    return _PROGRESS.match(line) is not None
 
 
 def _duration(seconds: float) -> str:

@@ -21,6 +21,7 @@ from sklearn.datasets import load_iris
 
 from tests.processes import Process, free_port, http_status, start, wait_until
 from training import contract
+from training.search import progress_line
 
 
 def _round(
@@ -116,7 +117,12 @@ def test_above_the_threshold_the_search_is_successive_halving_on_growing_subsets
     )
     assert done.returncode == 0, done.stderr
     assert "hist_gradient_boosting started: successive halving" in done.stdout
-    assert "left" in done.stdout  # the progress line with its estimate
+    # What the control plane's training-job view shows as `progress`: the round's own lines.
+    progress = [line for line in done.stdout.splitlines() if progress_line(line)]
+    assert progress[0].startswith("search successive halving on ")
+    assert any("hist_gradient_boosting" in line and " fits, about " in line for line in progress)
+    assert progress[-1].startswith("[2/2] baseline") and " cv f1_macro " in progress[-1]
+    assert not any(line.startswith(("winner", "registered")) for line in progress)
     parent, children = _runs(client, name)
     assert parent.data.params["search"] == "halving"
     by_family = {c.data.tags[contract.TAG_CANDIDATE]: c for c in children}
