@@ -32,7 +32,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bench.adoption import _load_seconds, _log, _pipeline, _served, _wait
 from bench.processes import SERVER_CORE, free_port, pin_self_to_load_core, supervised
 from bench.settings import REPO_ROOT
-from hack.local import MLFLOW_SERVER_ENV, mlflow_auth_env, mlflow_server_command
+from devsupport.processes import MLFLOW_SERVER_ENV, mlflow_auth_env, mlflow_server_command
 
 NAME = "auth-bench"
 ROLES = ("training", "control", "inference")

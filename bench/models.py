@@ -21,7 +21,7 @@ import numpy as np
 
 from bench.processes import LOAD_CORE, Started, Supervisor, free_port
 from bench.settings import REPO_ROOT
-from hack.local import MLFLOW_SERVER_ENV, mlflow_server_command
+from devsupport.processes import MLFLOW_SERVER_ENV, mlflow_server_command
 
 ALIAS = "champion"
 EXPERIMENT = "bench"

@@ -32,7 +32,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bench.processes import Started, free_port, supervised
 from bench.settings import REPO_ROOT
-from hack.local import MLFLOW_SERVER_ENV, mlflow_server_command
+from devsupport.processes import MLFLOW_SERVER_ENV, mlflow_server_command
 from training.settings import DEFAULT_FAMILIES
 
 FEATURES = 20

@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from hack.local import Process, free_port, http_status, start, start_mlflow, wait_until
+from devsupport.processes import Process, free_port, http_status, start, start_mlflow, wait_until
 from training import contract
 
 ROOT = Path(__file__).resolve().parent.parent

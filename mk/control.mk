@@ -34,5 +34,5 @@ control: $(STAMP) ## Run the control plane locally (SQLite under .data/control) 
 
 .PHONY: control-bench
 control-bench: $(STAMP) control-setup ## Query times of the prediction log at 1M rows, SQLite then PostgreSQL
-	$(PY) -m control.bench_log
-	$(PY) -m control.bench_log --postgres
+	$(PY) -m bench.log_queries
+	$(PY) -m bench.log_queries --postgres

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from hack.local import (
+from devsupport.processes import (
     Postgres,
     Process,
     free_port,

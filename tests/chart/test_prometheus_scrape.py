@@ -14,7 +14,7 @@ import orjson
 import pytest
 import yaml
 
-from hack.local import Process, free_port, http_status, start, wait_until
+from devsupport.processes import Process, free_port, http_status, start, wait_until
 from tests.chart.monitoring import dashboard_queries, service_monitor_endpoint
 
 NAMESPACE = "mlstack"

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from sklearn.datasets import load_iris
 
-from hack.local import start
+from devsupport.processes import start
 from tests.processes import (
     KUBE_BIN,
     KubeApi,

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from hack.local import free_port, http_status
+from devsupport.processes import free_port, http_status
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = os.environ.get("CLUSTER", "mlstack")

@@ -422,7 +422,7 @@ def test_uvicorn_factory_entry_point_serves_too(
     import os
     import sys
 
-    from hack.local import http_status, start
+    from devsupport.processes import http_status, start
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"

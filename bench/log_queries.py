@@ -1,4 +1,4 @@
-"""Time the prediction log's queries at a million rows: `python -m control.bench_log`.
+"""Time the prediction log's queries at a million rows: `python -m bench.log_queries`.
 
 Fills a fresh database through the store's own ingest path (batches of 1000 records, 30 days
 of traffic: 95% successes, errors of every source, five model versions in turn), then times
@@ -176,7 +176,7 @@ def run(uri: str, rows: int, repeat: int, explain: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m control.bench_log", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.log_queries", description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000, help="records to ingest")
     parser.add_argument("--repeat", type=int, default=7, help="timed runs of each query")
     parser.add_argument("--explain", action="store_true", help="print each query's plan")
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.database_uri:
         run(args.database_uri, args.rows, args.repeat, args.explain)
     elif args.postgres:
-        from hack.local import start_postgres  # a repository checkout only
+        from devsupport.processes import start_postgres
 
         server = start_postgres()
         try:
