@@ -46,7 +46,18 @@ CUSTOM_TAKES_NO_PARAMETERS = (
 # Training settings a request may set; the rest belong to the Job (MLflow's address, the code
 # version baked into the image, how long to wait for MLflow, where the result goes).
 _NOT_PARAMETERS = frozenset(
-    {"tracking_uri", "code_version", "mlflow_timeout_seconds", "result_file", "s3_endpoint_url"}
+    {
+        "tracking_uri",
+        "code_version",
+        "mlflow_timeout_seconds",
+        "result_file",
+        "s3_endpoint_url",
+        # A spread round is the Job's shape (an Indexed Job), not a flag of one pod.
+        "shards",
+        "shard_index",
+        "round_id",
+        "shard_wait_seconds",
+    }
 )
 _DROP_LABELS = (
     "controller-uid",

@@ -19,6 +19,7 @@ from training.data import DatasetError
 from training.registry import MlflowUnavailable
 from training.result import write_result
 from training.settings import TrainingSettings
+from training.shards import ShardError
 
 if TYPE_CHECKING:
     from training.round import RoundResult
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INVALID_INPUT
     tracking_uri = settings.tracking_uri
 
-    from training.round import run_round
+    from training.round import ShardResult, run_round
 
     try:
         result = run_round(settings, tracking_uri)
@@ -82,6 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     except MlflowUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_MLFLOW_UNAVAILABLE
+    except ShardError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if isinstance(result, ShardResult):
+        # Pod 0 registers the round's version and writes the Job's result.
+        print(f"\nshard {settings.shard_index} of {settings.shards}: {len(result.candidates)} "
+              f"candidate runs under run {result.run_id}, {result.seconds:.1f} s")  # fmt: skip
+        return 0
     _summary(result, settings, tracking_uri)
     try:
         write_result(_result(result, settings), settings.result_file)

@@ -23,7 +23,8 @@ from sklearn.svm import SVC
 class Candidate:
     family: str
     estimator: ClassifierMixin | Pipeline
-    grid: dict[str, list[Any]]
+    # A grid, or a list of grids (a shard's share of the points: one single-value grid each).
+    grid: dict[str, list[Any]] | list[dict[str, list[Any]]]
 
 
 def build(family: str, seed: int) -> Candidate:

@@ -57,6 +57,13 @@ TAG_ROUND_ROLE: Final = "mlstack.run_role"
 # the time budget cut, comma-separated, when it cut any.
 TAG_SKIPPED_PREFIX: Final = "mlstack.skipped."
 TAG_TRUNCATED: Final = "mlstack.truncated"
+# A round spread over an Indexed Job's pods: its id on the round's run (the Job's uid), one
+# `mlstack.shard.<index>` tag there per finished shard, and on each candidate run the shard that
+# searched it and its best parameters as JSON (what pod 0 refits the winner from).
+TAG_ROUND_ID: Final = "mlstack.round_id"
+TAG_SHARD_PREFIX: Final = "mlstack.shard."
+TAG_SHARD: Final = "mlstack.shard"
+TAG_PARAMS: Final = "mlstack.params"
 TAG_ONNX: Final = "mlstack.onnx"
 TAG_ONNX_MAX_ABS_DIFF: Final = "mlstack.onnx.max_abs_diff"
 TAG_ONNX_LABEL_MISMATCHES: Final = "mlstack.onnx.label_mismatches"

@@ -93,15 +93,20 @@ def baseline_statistics(x_train: pd.DataFrame) -> dict[str, contract.FeatureBase
         inner = np.unique(np.quantile(values, quantiles))
         edges = np.concatenate(([-np.inf], inner, [np.inf]))
         counts = bin_counts(values, edges)
-        # The range of the float32 values trained on: the service reads its inputs as float32
-        # too, so no training value falls outside it there.
+        # The range of the float32 values trained on, each bound written as the shortest
+        # decimal that reads back as the same float32 (0.1, not 0.10000000149011612): the
+        # service compares in float32, so no training value falls outside it there.
         out[str(column)] = contract.FeatureBaseline(
             tuple(float(e) for e in edges),
             tuple(float(c) for c in counts / counts.sum()),
-            float(raw.min()),
-            float(raw.max()),
+            _shortest(raw.min()),
+            _shortest(raw.max()),
         )
     return out
+
+
+def _shortest(value: float) -> float:
+    return float(str(np.float32(value)))
 
 
 def bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
@@ -14,7 +15,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from training import contract
+from training import contract, shards
 from training import search as searching
 from training.candidates import build
 from training.cores import available_cores
@@ -74,9 +75,11 @@ def code_version(settings: TrainingSettings) -> str:
 
 def run_round(
     settings: TrainingSettings, tracking_uri: str, out: TextIO = sys.stdout
-) -> RoundResult:
-    """Run one round. Raises DatasetError before any MLflow run exists, MlflowUnavailable
-    when the server cannot be reached; no alias moves unless every step before it succeeded.
+) -> RoundResult | ShardResult:
+    """Run one round, or this pod's shard of a spread one (a ShardResult for a pod other than
+    0). Raises DatasetError before any MLflow run exists, MlflowUnavailable when the server
+    cannot be reached, ShardError when the shards cannot be gathered; no alias moves unless
+    every step before it succeeded.
     """
     started = time.monotonic()
     dataset = load_dataset(
@@ -109,11 +112,41 @@ def run_round(
         contract.TAG_CODE_VERSION: version_tag,
     }
 
+    parent_tags = {**common_tags, contract.TAG_ROUND_ROLE: contract.ROLE_ROUND}
+    run_name = f"round-{dataset.name}"
+    cores = available_cores(settings.n_jobs)
+    parent_id = None
+    if settings.shards > 1:
+        assert settings.round_id is not None  # the settings require it
+        parent_id = shards.parent_run(
+            client,
+            experiment.experiment_id,
+            settings.round_id,
+            create=settings.shard_index == 0,
+            run_name=run_name,
+            tags=parent_tags,
+            timeout=settings.shard_wait_seconds,
+        )
+        _say(
+            out,
+            f"shard {settings.shard_index} of {settings.shards} in round {settings.round_id} "
+            f"(run {parent_id})",
+        )
+    if parent_id is not None and settings.shard_index > 0:
+        with tempfile.TemporaryDirectory() as tmp:
+            results, _ = _search_all(
+                settings, data, classes, common_tags, Path(tmp), out, started, cores, parent_id
+            )
+        shards.report_done(client, parent_id, settings.shard_index, len(results))
+        _say(out, f"shard {settings.shard_index} done: {len(results)} candidate runs logged")
+        return ShardResult(parent_id, experiment.experiment_id, results, time.monotonic() - started)
+
     with (
         tempfile.TemporaryDirectory() as tmp,
-        mlflow.start_run(
-            run_name=f"round-{dataset.name}",
-            tags={**common_tags, contract.TAG_ROUND_ROLE: contract.ROLE_ROUND},
+        (
+            mlflow.start_run(run_id=parent_id)
+            if parent_id is not None
+            else mlflow.start_run(run_name=run_name, tags=parent_tags)
         ) as parent,
     ):
         workdir = Path(tmp)
@@ -127,6 +160,7 @@ def run_round(
                 "gate_metric": settings.metric,
                 "gate_margin": settings.margin,
                 "gate_floor": settings.min_score,
+                "shards": settings.shards,
             }
         )
         from mlflow.data.pandas_dataset import from_pandas
@@ -135,67 +169,35 @@ def run_round(
             from_pandas(dataset.frame(), name=dataset.name, targets=dataset.target),
             context="training",
         )
-        plan = searching.plan(
-            settings.candidates,
-            len(data.y_train),
-            svm_max_rows=settings.svm_max_rows,
-            halving_min_rows=settings.halving_min_rows,
-            cores=available_cores(settings.n_jobs),
+        results, planned = _search_all(
+            settings, data, classes, common_tags, workdir, out, started, cores, parent_id
         )
-        mlflow.log_params({"cores": plan.cores, "search": "halving" if plan.halving else "grid"})
-        _say(
-            out,
-            f"search {'successive halving' if plan.halving else 'grid'} on {plan.cores} "
-            f"core{'s' if plan.cores > 1 else ''}, {settings.cv_folds}-fold CV, "
-            f"{len(data.y_train)} training rows",
-        )
-        skipped = dict(plan.skipped)
-        for family, reason in plan.skipped.items():
-            _say(out, f"skipped {family}: {reason}")
-        results = []
-        for index, family in enumerate(plan.families, start=1):
-            spent = time.monotonic() - started
-            # The first family always runs: a round without a candidate registers nothing.
-            if index > 1 and spent >= settings.time_budget_seconds:
-                for rest in plan.families[index - 1 :]:
-                    skipped[rest] = (
-                        f"the time budget of {settings.time_budget_seconds:g} s was spent "
-                        f"({spent:.1f} s) before it could start (MLSTACK_TIME_BUDGET_SECONDS)"
-                    )
-                    _say(out, f"skipped {rest}: {skipped[rest]}")
-                break
-            result = _search(
-                family,
-                settings,
-                plan,
-                data,
-                classes,
-                common_tags,
-                workdir,
-                out,
-                f"[{index}/{len(plan.families)}]",
-            )
-            results.append(result)
-            _say(
-                out,
-                f"[{index}/{len(plan.families)}] {family:<22} "
-                f"cv {settings.metric} {result.cv_mean:.4f} ± {result.cv_std:.4f}  "
-                f"held-out {settings.metric} {result.metrics[settings.metric]:.4f}  "
-                f"({result.fit_seconds:.1f} s)",
-            )
-        truncated = [f for f in plan.families if f in skipped]
-        mlflow.set_tags(
-            {
-                f"{contract.TAG_SKIPPED_PREFIX}{family}": why[:5000]
-                for family, why in skipped.items()
+        skipped = {
+            k[len(contract.TAG_SKIPPED_PREFIX) :]: v
+            for k, v in client.get_run(parent.info.run_id).data.tags.items()
+            if k.startswith(contract.TAG_SKIPPED_PREFIX)
+        }
+        if parent_id is not None:
+            shards.report_done(client, parent_id, 0, len(results))
+            _say(out, f"waiting for the other {settings.shards - 1} shard(s)")
+            shards.wait_for_shards(client, parent_id, settings.shards, settings.shard_wait_seconds)
+            skipped = {
+                k[len(contract.TAG_SKIPPED_PREFIX) :]: v
+                for k, v in client.get_run(parent_id).data.tags.items()
+                if k.startswith(contract.TAG_SKIPPED_PREFIX)
             }
-        )
+            results = _gathered(
+                client, experiment.experiment_id, parent_id, dataset.sha256, results,
+                settings, planned, data, classes, cores, out,
+            )  # fmt: skip
+        truncated = [f for f in planned if f in skipped and "time budget" in skipped[f]]
         if truncated:
             mlflow.set_tag(contract.TAG_TRUNCATED, ",".join(truncated))
         # Select on cross-validation (training data only); the held-out split stays unbiased
         # for the gate. The first family listed wins a tie.
         sign = 1.0 if contract.METRICS[settings.metric].higher_is_better else -1.0
-        winner = max(results, key=lambda r: sign * r.cv_mean)
+        order = list(planned)
+        winner = max(results, key=lambda r: (sign * r.cv_mean, -order.index(r.family)))
         mlflow.set_tag(contract.TAG_CANDIDATE, winner.family)
         mlflow.log_metrics(
             {f"{contract.TEST_METRIC_PREFIX}{k}": v for k, v in winner.metrics.items()}
@@ -243,8 +245,151 @@ def run_round(
     )
 
 
+@dataclass(frozen=True)
+class ShardResult:
+    """What a pod other than 0 of a spread round did: its share, logged under the round's run."""
+
+    run_id: str
+    experiment_id: str
+    candidates: list[CandidateResult]
+    seconds: float
+
+
+def _search_all(
+    settings: TrainingSettings,
+    data: Any,
+    classes: list[str],
+    tags: dict[str, str],
+    workdir: Path,
+    out: TextIO,
+    started: float,
+    cores: int,
+    parent_id: str | None,
+) -> tuple[list[CandidateResult], tuple[str, ...]]:
+    """Search this pod's candidates (all of them, or its shard's share) under the round's run,
+    the active one or `parent_id`; tag that run with each family skipped and why. Returns the
+    results and the families planned, in order."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    plan = searching.plan(
+        settings.candidates,
+        len(data.y_train),
+        svm_max_rows=settings.svm_max_rows,
+        halving_min_rows=settings.halving_min_rows,
+        cores=cores,
+    )
+    round_run = parent_id or mlflow.active_run().info.run_id  # type: ignore[union-attr]
+    client = MlflowClient()
+    if parent_id is None or settings.shard_index == 0:
+        client.log_param(round_run, "cores", plan.cores)
+        client.log_param(round_run, "search", "halving" if plan.halving else "grid")
+    _say(
+        out,
+        f"search {'successive halving' if plan.halving else 'grid'} on {plan.cores} "
+        f"core{'s' if plan.cores > 1 else ''}, {settings.cv_folds}-fold CV, "
+        f"{len(data.y_train)} training rows",
+    )
+    skipped = dict(plan.skipped)
+    for family, reason in plan.skipped.items():
+        _say(out, f"skipped {family}: {reason}")
+    candidates = [build(family, settings.seed) for family in plan.families]
+    if settings.shards > 1:
+        candidates = searching.share(candidates, settings.shards, settings.shard_index)
+    results = []
+    for index, candidate in enumerate(candidates, start=1):
+        spent = time.monotonic() - started
+        # The first family always runs: a round without a candidate registers nothing.
+        if index > 1 and spent >= settings.time_budget_seconds:
+            for rest in candidates[index - 1 :]:
+                skipped[rest.family] = (
+                    f"the time budget of {settings.time_budget_seconds:g} s was spent "
+                    f"({spent:.1f} s) before it could start (MLSTACK_TIME_BUDGET_SECONDS)"
+                )
+                _say(out, f"skipped {rest.family}: {skipped[rest.family]}")
+            break
+        step = f"[{index}/{len(candidates)}]"
+        result = _search(
+            candidate, settings, plan, data, classes, tags, workdir, out, step, parent_id
+        )
+        results.append(result)
+        _say(
+            out,
+            f"{step} {candidate.family:<22} "
+            f"cv {settings.metric} {result.cv_mean:.4f} ± {result.cv_std:.4f}  "
+            f"held-out {settings.metric} {result.metrics[settings.metric]:.4f}  "
+            f"({result.fit_seconds:.1f} s)",
+        )
+    for family, why in skipped.items():
+        client.set_tag(round_run, f"{contract.TAG_SKIPPED_PREFIX}{family}", why[:5000])
+    return results, plan.families
+
+
+def _gathered(
+    client: Any,
+    experiment_id: str,
+    parent_id: str,
+    dataset_sha256: str,
+    own: list[CandidateResult],
+    settings: TrainingSettings,
+    planned: tuple[str, ...],
+    data: Any,
+    classes: list[str],
+    cores: int,
+    out: TextIO,
+) -> list[CandidateResult]:
+    """Every shard's candidates, each with its held-out metrics; the best on cross-validation
+    carries a fitted model: this pod's own, or refitted here from its parameters."""
+    from threadpoolctl import threadpool_limits
+
+    found = shards.gather(client, experiment_id, parent_id, dataset_sha256)
+    if not found:
+        raise shards.ShardError("no shard logged a finished candidate run")
+    sign = 1.0 if contract.METRICS[settings.metric].higher_is_better else -1.0
+    order = list(planned)
+    best = max(found, key=lambda g: (sign * g.cv_mean, -order.index(g.family)))
+    _say(
+        out,
+        f"gathered {len(found)} candidate runs from {settings.shards} shards; best "
+        f"{best.family} {best.params} from shard {best.shard}",
+    )
+    mine = {r.run_id: r for r in own}
+    results = []
+    for gathered in found:
+        if gathered.run_id in mine:
+            results.append(mine[gathered.run_id])
+            continue
+        metrics = client.get_run(gathered.run_id).data.metrics
+        model = None
+        if gathered is best:
+            candidate = build(gathered.family, settings.seed)
+            started = time.perf_counter()
+            with threadpool_limits(limits=cores):
+                model = candidate.estimator.set_params(**gathered.params).fit(
+                    data.x_train.to_numpy(), data.y_train
+                )
+            _say(out, f"refitted {best.family} in {time.perf_counter() - started:.1f} s")
+        results.append(
+            CandidateResult(
+                gathered.family,
+                gathered.run_id,
+                gathered.params,
+                gathered.cv_mean,
+                gathered.cv_std,
+                gathered.fit_seconds,
+                {
+                    k[len(contract.TEST_METRIC_PREFIX) :]: v
+                    for k, v in metrics.items()
+                    if k.startswith(contract.TEST_METRIC_PREFIX)
+                },
+                model,
+            )
+        )
+    return results
+
+
 def _search(
-    family: str,
+    candidate: Any,
     settings: TrainingSettings,
     plan: searching.Plan,
     data: Any,
@@ -253,11 +398,12 @@ def _search(
     workdir: Path,
     out: TextIO,
     step: str,
+    parent_id: str | None,
 ) -> CandidateResult:
     import mlflow
     from threadpoolctl import threadpool_limits
 
-    candidate = build(family, settings.seed)
+    family = candidate.family
     rows = len(data.y_train)
     fits, work = searching.planned_work(
         candidate, rows, settings.cv_folds, len(classes), plan.halving
@@ -265,10 +411,12 @@ def _search(
     with mlflow.start_run(
         run_name=family,
         nested=True,
+        parent_run_id=parent_id,
         tags={
             **tags,
             contract.TAG_ROUND_ROLE: contract.ROLE_CANDIDATE,
             contract.TAG_CANDIDATE: family,
+            contract.TAG_SHARD: str(settings.shard_index),
         },
     ) as run:
         progress = searching.Progress(
@@ -304,6 +452,7 @@ def _search(
                 **{k: str(v) for k, v in search.best_params_.items()},
             }
         )
+        mlflow.set_tag(contract.TAG_PARAMS, json.dumps(search.best_params_, default=str))
         if kind != "grid":
             # What halving did: the rows of each iteration, and the candidates it kept.
             mlflow.log_params(
@@ -320,7 +469,7 @@ def _search(
                 contract.FIT_SECONDS_METRIC: fit_seconds,
             }
         )
-        directory = workdir / family
+        directory = workdir / run.info.run_id
         directory.mkdir()
         for path in write_confusion(data.y_test, proba, classes, directory):
             mlflow.log_artifact(str(path))

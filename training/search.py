@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +134,25 @@ def halves(candidate: Candidate, halving: bool) -> bool:
 
 
 def _points(candidate: Candidate) -> int:
-    return math.prod(len(v) for v in candidate.grid.values()) if candidate.grid else 1
+    from sklearn.model_selection import ParameterGrid
+
+    return len(ParameterGrid(candidate.grid))
+
+
+def share(candidates: list[Candidate], shards: int, index: int) -> list[Candidate]:
+    """Shard `index`'s share of every candidate point (each family's grid points, families in
+    order, dealt round-robin over `shards`): the families it has points of, each with a grid of
+    those points only."""
+    from sklearn.model_selection import ParameterGrid
+
+    mine: dict[str, list[dict[str, list[Any]]]] = {}
+    position = 0
+    for candidate in candidates:
+        for point in ParameterGrid(candidate.grid):
+            if position % shards == index:
+                mine.setdefault(candidate.family, []).append({k: [v] for k, v in point.items()})
+            position += 1
+    return [replace(c, grid=mine[c.family]) for c in candidates if c.family in mine]
 
 
 def planned_work(

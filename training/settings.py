@@ -85,6 +85,29 @@ class TrainingSettings(BaseSettings):
     progress_seconds: float = Field(
         15.0, gt=0.0, description="How often a running search prints its progress."
     )
+    shards: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Pods the round is spread over (the chart's training.parallelism: an "
+        "Indexed Job); each searches one share of the candidates, pod 0 gathers them.",
+    )
+    shard_index: int = Field(
+        0,
+        ge=0,
+        validation_alias="JOB_COMPLETION_INDEX",
+        description="This pod's share (environment JOB_COMPLETION_INDEX only: Kubernetes sets "
+        "it in an Indexed Job).",
+    )
+    round_id: str | None = Field(
+        None,
+        max_length=200,
+        description="The id all the pods of a spread round share (the chart sets the Job's "
+        "uid); needed when --shards is over 1.",
+    )
+    shard_wait_seconds: float = Field(
+        3600.0, gt=0.0, description="How long pod 0 waits for the other shards to finish."
+    )
     onnx: bool = Field(True, description="Export ONNX (kept only when parity holds).")
     onnx_tolerance: float = Field(1e-5, gt=0.0, description="Max ONNX probability difference.")
     mlflow_timeout_seconds: float = Field(
@@ -134,6 +157,12 @@ class TrainingSettings(BaseSettings):
             self.data = str(self.csv)
         if self.data is not None:
             self.dataset = "file"
+        if self.shards > 1 and not self.round_id:
+            raise ValueError("--shards over 1 needs --round-id, the id every pod shares")
+        if self.shard_index >= self.shards:
+            raise ValueError(
+                f"JOB_COMPLETION_INDEX {self.shard_index} is not under --shards {self.shards}"
+            )
         if self.dataset in ("file", "csv") and (self.data is None or not self.target):
             raise ValueError("a file dataset needs both --data PATH_OR_URL and --target COLUMN")
         return self

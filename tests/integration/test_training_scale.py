@@ -362,3 +362,64 @@ def test_plain_http_is_refused_naming_the_schemes_allowed(
     )
     assert refused.returncode == 2
     assert "unsupported scheme 'http'; use a path, s3:// or https://" in refused.stderr
+
+
+def _shard(tracking_uri: str, name: str, index: int, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            *(sys.executable, "-m", "training", "--model-name", name, "--experiment", name),
+            *("--shards", "2", "--round-id", f"job-{name}", *args),
+        ],
+        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "JOB_COMPLETION_INDEX": str(index)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_round_spread_over_two_pods_searches_each_share_once_and_pod_0_registers_the_best(
+    mlflow_server: Process, client: MlflowClient, name: str
+) -> None:
+    # Shard 1 starts first: it waits for the round's run pod 0 creates.
+    args = ("--candidates", "logreg,random_forest,baseline")
+    second = _shard(mlflow_server.url, name, 1, *args)
+    first = _shard(mlflow_server.url, name, 0, *args)
+    out0, err0 = first.communicate(timeout=600)
+    out1, err1 = second.communicate(timeout=600)
+    assert first.returncode == 0, err0
+    assert second.returncode == 0, err1
+    assert "shard 1 of 2: " in out1 and "registered" not in out1
+
+    parent, children = _runs(client, name)
+    assert parent.data.tags[contract.TAG_ROUND_ID] == f"job-{name}"
+    assert {parent.data.tags[f"{contract.TAG_SHARD_PREFIX}{i}"] for i in (0, 1)} == {
+        f"done {sum(c.data.tags[contract.TAG_SHARD] == str(i) for c in children)}" for i in (0, 1)
+    }
+    # The 3 logreg + 4 random_forest + 1 baseline points, dealt round-robin: each searched once.
+    searched = sorted(
+        (c.data.tags[contract.TAG_CANDIDATE], c.data.tags[contract.TAG_SHARD]) for c in children
+    )
+    assert searched == [
+        ("baseline", "1"),
+        ("logreg", "0"),
+        ("logreg", "1"),
+        ("random_forest", "0"),
+        ("random_forest", "1"),
+    ]
+    best = max(children, key=lambda c: c.data.metrics[contract.CV_MEAN_METRIC])
+    version = client.get_model_version(name, "1")
+    assert version.tags[contract.TAG_CANDIDATE] == best.data.tags[contract.TAG_CANDIDATE]
+    assert version.tags[contract.TAG_GATE_DECISION] == contract.ALIAS_CHAMPION
+    assert f"best {best.data.tags[contract.TAG_CANDIDATE]}" in out0
+
+
+def test_pod_0_of_a_spread_round_fails_naming_the_shard_that_never_finished(
+    mlflow_server: Process, client: MlflowClient, name: str
+) -> None:
+    alone = _shard(
+        mlflow_server.url, name, 0, "--candidates", "logreg", "--shard-wait-seconds", "3"
+    )
+    _, err = alone.communicate(timeout=600)
+    assert alone.returncode == 1
+    assert "shards 1 of 2 did not finish within 3 s (MLSTACK_SHARD_WAIT_SECONDS)" in err
+    assert client.search_model_versions(f"name = '{name}'") == []
