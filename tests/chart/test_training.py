@@ -383,3 +383,27 @@ def test_incoherent_data_values_fail_naming_them(set_values: list[str], message:
     with pytest.raises(HelmError, match="invalid values") as failure:
         render(set_values=set_values)
     assert message in str(failure.value)
+
+
+def test_a_parallel_round_is_an_indexed_job_whose_pods_share_the_jobs_uid() -> None:
+    for where, job in _render_jobs(["training.parallelism=3"]).items():
+        spec = job["spec"]
+        assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == (
+            "Indexed",
+            3,
+            3,
+        ), where
+        env = _env(_container(job))
+        assert env["MLSTACK_SHARDS"] == "3", where
+        assert env["MLSTACK_ROUND_ID"] == {
+            "fieldRef": {"fieldPath": "metadata.labels['batch.kubernetes.io/controller-uid']"}
+        }, where
+    single = _render_jobs([])["job"]
+    assert "completionMode" not in single["spec"]
+    assert "MLSTACK_SHARDS" not in _env(_container(single))
+
+
+def test_parallelism_is_bounded_by_the_schema() -> None:
+    with pytest.raises(HelmError, match="values don't meet the specifications") as failure:
+        render(set_values=["training.parallelism=0"])
+    assert "/training/parallelism" in str(failure.value)

@@ -304,6 +304,16 @@ spec:
         {{- end }}
         - name: MLSTACK_TIME_BUDGET_SECONDS
           value: {{ $values.timeBudgetSeconds | quote }}
+        {{- if gt (int $values.parallelism) 1 }}
+        # A round spread over an Indexed Job: Kubernetes sets JOB_COMPLETION_INDEX, and the
+        # Job's uid is the id all its pods share.
+        - name: MLSTACK_SHARDS
+          value: {{ $values.parallelism | quote }}
+        - name: MLSTACK_ROUND_ID
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.labels['batch.kubernetes.io/controller-uid']
+        {{- end }}
         {{- if $values.target }}
         - name: MLSTACK_TARGET
           value: {{ $values.target | quote }}
@@ -401,6 +411,12 @@ existingSecret: {{ coalesce $data.s3.existingSecret .Values.mlflow.artifacts.s3.
 {{- $values := .ctx.Values.training -}}
 backoffLimit: {{ $values.backoffLimit }}
 activeDeadlineSeconds: {{ $values.activeDeadlineSeconds }}
+{{- if gt (int $values.parallelism) 1 }}
+# One pod per share of the round, all at once; pod 0 gathers the shares and registers the best.
+completionMode: Indexed
+completions: {{ $values.parallelism }}
+parallelism: {{ $values.parallelism }}
+{{- end }}
 {{- if not (kindIs "invalid" $values.ttlSecondsAfterFinished) }}
 ttlSecondsAfterFinished: {{ $values.ttlSecondsAfterFinished }}
 {{- end }}
