@@ -23,6 +23,18 @@ from training.settings import TrainingSettings
 _FLAGS: dict[str, str] = {}
 
 
+def _parallelism(text: str) -> int:
+    from control.jobs import MAX_PARALLELISM
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_PARALLELISM:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer from 1 to {MAX_PARALLELISM}")
+    return value
+
+
 def _settings_flag(parser: argparse.ArgumentParser, *flags: str, field: str, **kw: object) -> None:
     """A flag that overrides the setting `field` when given (its default stays the setting's)."""
     _FLAGS[field] = flags[0]
@@ -63,6 +75,12 @@ def _parser() -> argparse.ArgumentParser:
     _settings_flag(p, "--release", field="release")
     p.add_argument("--timeout", type=float, default=900, help="seconds to wait")
     p.add_argument("--no-wait", action="store_true", help="create the Job and return")
+    p.add_argument(
+        "--parallelism",
+        type=_parallelism,
+        default=None,
+        help="spread the round over this many pods, an Indexed Job (default: the template's)",
+    )
     p.add_argument("training_args", nargs=argparse.REMAINDER, help="training flags, after --")
 
     p = command("models", commands.models, "registered models and their versions")

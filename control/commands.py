@@ -28,6 +28,7 @@ from control.jobs import (
     follow,
     job_from_template,
     job_name,
+    newest_per_index,
 )
 from control.render import epoch_to_iso, short, table
 from control.settings import ControlSettings
@@ -567,6 +568,7 @@ def train(settings: ControlSettings, args: argparse.Namespace) -> int:
     """Copy the chart's training Job under a new name and follow it."""
     if args.local:
         return train_local(settings, args)
+    from kubernetes.client.exceptions import ApiException
     from kubernetes.config import ConfigException
     from urllib3.exceptions import HTTPError
 
@@ -589,7 +591,7 @@ def train(settings: ControlSettings, args: argparse.Namespace) -> int:
         return EXIT_INVALID
     release = (template.get("metadata", {}).get("labels") or {}).get(INSTANCE_LABEL, "mlstack")
     name = job_name(release, "cli")
-    manifest = job_from_template(template, name, args.training_args, _user())
+    manifest = job_from_template(template, name, args.training_args, _user(), args.parallelism)
     manifest["metadata"]["namespace"] = namespace
     batch.create_namespaced_job(namespace, manifest)
     print(
@@ -599,19 +601,24 @@ def train(settings: ControlSettings, args: argparse.Namespace) -> int:
     if args.no_wait:
         return EXIT_OK
 
-    def read_log() -> str:
+    def read_logs() -> dict[str, str]:
+        """The log of the newest pod of each index (one pod unless the round is spread)."""
         pods = core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items
-        if not pods:
-            return ""
-        newest = max(pods, key=lambda p: p.metadata.creation_timestamp)
-        return str(core.read_namespaced_pod_log(newest.metadata.name, namespace))
+        logs = {}
+        for index, pod in newest_per_index(pods):
+            label = "" if index is None else f"pod {index}"
+            try:
+                logs[label] = str(core.read_namespaced_pod_log(pod.metadata.name, namespace))
+            except ApiException:
+                continue  # still starting: no log yet
+        return logs
 
     try:
         outcome = follow(
             lambda: batch.api_client.sanitize_for_serialization(
                 batch.read_namespaced_job(name, namespace)
             ),
-            read_log,
+            read_logs,
             lambda: job_result(core, namespace, name),
             name,
             args.timeout,

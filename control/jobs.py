@@ -59,6 +59,13 @@ _NOT_PARAMETERS = frozenset(
         "shard_wait_seconds",
     }
 )
+# A request's parameter that is the Job's shape, not a flag: the pods the round is spread over.
+PARALLELISM = "parallelism"
+MAX_PARALLELISM = 64
+# What an Indexed Job's pods carry: their index, and the Job's uid (the round id they share).
+INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+UID_LABEL = "batch.kubernetes.io/controller-uid"
+_SHARD_ENV = ("MLSTACK_SHARDS", "MLSTACK_ROUND_ID")
 _DROP_LABELS = (
     "controller-uid",
     "batch.kubernetes.io/controller-uid",
@@ -254,8 +261,22 @@ def job_name(release: str, kind: str) -> str:
 
 
 def newest_pod(pods: list[Any]) -> Any | None:
-    """The newest of a Job's pods (as the API client gives them), None when it has none."""
+    """The newest of a Job's pods (as the API client gives them), None when it has none. Of an
+    Indexed Job, the newest of index 0: the pod that gathers the round and reports its result."""
+    gatherers = [p for p in pods if completion_index(p) == 0]
+    pods = gatherers or pods
     return max(pods, key=lambda p: p.metadata.creation_timestamp) if pods else None
+
+
+def newest_per_index(pods: list[Any]) -> list[tuple[int | None, Any]]:
+    """The newest pod of each index of an Indexed Job, by index; of another Job, its newest."""
+    by_index: dict[int | None, Any] = {}
+    for pod in pods:
+        index = completion_index(pod)
+        held = by_index.get(index)
+        if held is None or pod.metadata.creation_timestamp > held.metadata.creation_timestamp:
+            by_index[index] = pod
+    return sorted(by_index.items(), key=lambda item: -1 if item[0] is None else item[0])
 
 
 def reported_result(pod: dict[str, Any] | None) -> ReportedResult:
@@ -294,13 +315,32 @@ def reported_result(pod: dict[str, Any] | None) -> ReportedResult:
         )
 
 
+def parallelism_of(parameters: dict[str, Any]) -> int | None:
+    """The `parallelism` a request gives (the pods a round is spread over), taken out of
+    `parameters`; None when it gives none. Raises ParameterError when it is not 1 to 64."""
+    if PARALLELISM not in parameters:
+        return None
+    value = parameters.pop(PARALLELISM)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PARALLELISM:
+        raise ParameterError(
+            [f"{PARALLELISM}: {value!r} is not an integer from 1 to {MAX_PARALLELISM}"]
+        )
+    return value
+
+
 def job_from_template(
-    template: dict[str, Any], name: str, extra_args: list[str], requested_by: str
+    template: dict[str, Any],
+    name: str,
+    extra_args: list[str],
+    requested_by: str,
+    parallelism: int | None = None,
 ) -> dict[str, Any]:
     """A new Job manifest from an existing Job (as a dict from the API).
 
-    Keeps the pod template and limits, drops what the API server generated (uid, selector,
-    controller labels, status), appends `extra_args` to the training container's args.
+    Keeps the pod template, the limits and an Indexed Job's shape, drops what the API server
+    generated (uid, selector, controller labels, status), appends `extra_args` to the training
+    container's args. `parallelism` (None: the template's) spreads the round over that many
+    pods of an Indexed Job, or makes it one pod again with 1.
     """
     spec = template.get("spec") or {}
     pod = copy.deepcopy(spec.get("template") or {})
@@ -326,9 +366,18 @@ def job_from_template(
     job_labels = {k: v for k, v in (metadata.get("labels") or {}).items() if k not in _DROP_LABELS}
     job_spec = {
         k: spec[k]
-        for k in ("backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished")
+        for k in (
+            "backoffLimit",
+            "activeDeadlineSeconds",
+            "ttlSecondsAfterFinished",
+            "completionMode",
+            "completions",
+            "parallelism",
+        )
         if k in spec
     }
+    if parallelism is not None:
+        _spread(job_spec, container, parallelism)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -342,6 +391,30 @@ def job_from_template(
     }
 
 
+def _spread(job_spec: dict[str, Any], container: dict[str, Any], pods: int) -> None:
+    """Make `job_spec` an Indexed Job of `pods` pods with the round's shard settings on its
+    training `container` (the chart's `training.parallelism`), or a single pod with 1."""
+    for key in ("completionMode", "completions", "parallelism"):
+        job_spec.pop(key, None)
+    env = [e for e in container.get("env") or [] if e.get("name") not in _SHARD_ENV]
+    if pods > 1:
+        job_spec.update(completionMode="Indexed", completions=pods, parallelism=pods)
+        env += [
+            {"name": "MLSTACK_SHARDS", "value": str(pods)},
+            {
+                "name": "MLSTACK_ROUND_ID",
+                "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{UID_LABEL}']"}},
+            },
+        ]
+    container["env"] = env
+
+
+def completion_index(pod: Any) -> int | None:
+    """An Indexed Job pod's index (as the API client gives pods), None for another Job's."""
+    value = (pod.metadata.annotations or {}).get(INDEX_ANNOTATION)
+    return int(value) if value is not None and value.isdigit() else None
+
+
 def newest_first_key(created: str | None, annotations: dict[str, str] | None) -> tuple[str, int]:
     """Sort key of a Job, newest last: its creation time (to the second), then REQUESTED_AT."""
     try:
@@ -353,28 +426,30 @@ def newest_first_key(created: str | None, annotations: dict[str, str] | None) ->
 
 def follow(
     read_job: Callable[[], dict[str, Any]],
-    read_log: Callable[[], str],
+    read_logs: Callable[[], dict[str, str]],
     read_result: Callable[[], ReportedResult],
     name: str,
     timeout: float,
     say: Callable[[str], None],
     poll_seconds: float = 2.0,
 ) -> Outcome:
-    """Poll the Job until it succeeds or fails (bounded by `timeout`), printing progress; then
-    read what its pod reported (`read_result`)."""
+    """Poll the Job until it succeeds or fails (bounded by `timeout`), printing progress and
+    each pod's new log lines (`read_logs`: log by pod label, "" for a single pod, "pod 1" for
+    an Indexed Job's); then read what its pod reported (`read_result`)."""
     started = time.monotonic()
     last = ""
-    printed = 0
+    printed: dict[str, int] = {}
     while True:
         state = job_state(read_job().get("status") or {})
         if state != last:
             say(f"job {name}: {state}")
             last = state
-        log = _safe(read_log)
-        lines = log.splitlines()
-        for line in lines[printed:]:
-            say(f"  | {line}")
-        printed = len(lines)
+        for label, log in _safe(read_logs).items():
+            lines = log.splitlines()
+            prefix = f"  {label} | " if label else "  | "
+            for line in lines[printed.get(label, 0) :]:
+                say(f"{prefix}{line}")
+            printed[label] = len(lines)
         if state in ("succeeded", "failed"):
             return Outcome(
                 name, state == "succeeded", _reported(read_result), time.monotonic() - started
@@ -400,11 +475,11 @@ def _failed(status: dict[str, Any]) -> bool:
     )
 
 
-def _safe(read_log: Callable[[], str]) -> str:
+def _safe(read_log: Callable[[], dict[str, str]]) -> dict[str, str]:
     try:
         return read_log()
     except Exception:  # the pod may not exist yet, or be starting: no log is no progress
-        return ""
+        return {}
 
 
 def _reported(read_result: Callable[[], ReportedResult]) -> ReportedResult:

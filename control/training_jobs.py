@@ -34,6 +34,7 @@ from control.jobs import (
     job_state,
     newest_first_key,
     newest_pod,
+    parallelism_of,
     reported_result,
     training_flags,
 )
@@ -91,7 +92,9 @@ class TrainingJobs:
         InvalidInput for parameters the round refuses, before any Job exists and even without
         a cluster, and for any parameter when the template runs a custom command (it takes
         none); Conflict at the concurrency limit or without a template."""
+        parameters = dict(parameters)
         try:
+            parallelism = parallelism_of(parameters)
             flags = training_flags(parameters)
         except ParameterError as exc:
             raise InvalidInput(self._refusal(exc)) from None
@@ -117,7 +120,7 @@ class TrainingJobs:
                     )
                 release = (template.get("metadata", {}).get("labels") or {}).get(INSTANCE_LABEL)
                 name = job_name(release or "mlstack", "api")
-                manifest = job_from_template(template, name, flags, requested_by)
+                manifest = job_from_template(template, name, flags, requested_by, parallelism)
                 manifest["metadata"]["namespace"] = namespace
                 created = batch.create_namespaced_job(namespace, manifest)
         log.info(

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from control.deps import CallerDep, TrainingJobsDep
-from control.jobs import training_parameters
+from control.jobs import MAX_PARALLELISM, PARALLELISM, training_parameters
 from control.routes.keyed import KeyedRoute
 from control.schemas import AUTH, CLUSTER_FAILED, INVALID, NOT_JSON, TrainingJobView, errors
 
@@ -31,7 +31,14 @@ _PARAMETERS_SCHEMA = {
     "each one given is appended to the template Job's arguments. A template running the "
     "user's own command (`training.command`) takes none: send an empty body.",
     "properties": {
-        name: {"description": info.description} for name, info in training_parameters().items()
+        **{name: {"description": info.description} for name, info in training_parameters().items()},
+        PARALLELISM: {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_PARALLELISM,
+            "description": "Pods the round is spread over (an Indexed Job; default: the "
+            "template's, the chart's training.parallelism).",
+        },
     },
 }
 

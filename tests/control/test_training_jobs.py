@@ -257,6 +257,8 @@ BAD_PARAMETERS = [
     ({"tracking_uri": "http://evil"}, "tracking_uri: not a training parameter"),
     ({"colour": "red"}, "colour: not a training parameter (allowed: dataset, data, csv, target"),
     (["--force"], "body: Input should be a valid dictionary"),
+    ({"parallelism": 0}, "parallelism: 0 is not an integer from 1 to 64"),
+    ({"parallelism": "2"}, "parallelism: '2' is not an integer from 1 to 64"),
 ]
 
 
@@ -343,6 +345,29 @@ def test_a_training_job_copies_the_template_with_the_flags_and_follows_its_statu
     listed = [j["id"] for j in _get(plane).json()]
     assert listed[:2] == [again.json()["id"], name]
     assert f"{RELEASE}-train-1a2b3c4d" in listed
+
+
+def test_a_training_job_with_parallelism_is_an_indexed_job_spreading_the_round(
+    plane: Process, cluster: Cluster
+) -> None:
+    created = _post(plane, {"parallelism": 2, "candidates": "logreg,random_forest"})
+    assert created.status_code == 201, created.text
+    name = created.json()["id"]
+    job = cluster.batch.read_namespaced_job(name, "ml")
+    assert (job.spec.completion_mode, job.spec.completions, job.spec.parallelism) == (
+        "Indexed",
+        2,
+        2,
+    )
+    container = job.spec.template.spec.containers[0]
+    env = {e.name: e for e in container.env}
+    assert env["MLSTACK_SHARDS"].value == "2"
+    assert env["MLSTACK_ROUND_ID"].value_from.field_ref.field_path == (
+        "metadata.labels['batch.kubernetes.io/controller-uid']"
+    )
+    assert container.args[-2:] == ["--candidates", "logreg,random_forest"]
+    cluster.run("ml", name)
+    cluster.succeed("ml", name)
 
 
 def test_jobs_that_are_not_training_jobs_are_not_found(plane: Process, cluster: Cluster) -> None:

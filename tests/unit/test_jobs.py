@@ -11,11 +11,13 @@ import pytest
 from control.jobs import (
     ENTRYPOINT,
     JobError,
+    ParameterError,
     ReportedResult,
     check_arguments,
     entrypoint,
     follow,
     job_from_template,
+    parallelism_of,
     reported_result,
 )
 from training import contract
@@ -68,6 +70,44 @@ def test_new_job_keeps_the_pod_template_and_drops_generated_fields() -> None:
     assert TEMPLATE["spec"]["template"]["spec"]["containers"][0]["args"] == ["--seed", "1"]
 
 
+def test_a_spread_round_is_an_indexed_job_whose_pods_share_the_jobs_uid() -> None:
+    job = job_from_template(TEMPLATE, "x", [], "me", parallelism=3)
+    assert (job["spec"]["completionMode"], job["spec"]["completions"]) == ("Indexed", 3)
+    assert job["spec"]["parallelism"] == 3
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "MLSTACK_SHARDS", "value": "3"} in env
+    uid = "metadata.labels['batch.kubernetes.io/controller-uid']"
+    assert {"name": "MLSTACK_ROUND_ID", "valueFrom": {"fieldRef": {"fieldPath": uid}}} in env
+    # A copy of it keeps the shape; parallelism 1 makes it one pod again.
+    again = job_from_template(job, "y", [], "me")
+    assert again["spec"]["completions"] == 3
+    single = job_from_template(job, "z", [], "me", parallelism=1)
+    assert "completionMode" not in single["spec"] and "parallelism" not in single["spec"]
+    names = [e["name"] for e in single["spec"]["template"]["spec"]["containers"][0]["env"]]
+    assert "MLSTACK_SHARDS" not in names and "MLSTACK_ROUND_ID" not in names
+
+
+@pytest.mark.parametrize("value", [0, 65, "2", True, 1.5])
+def test_a_bad_parallelism_is_refused_naming_the_field(value: object) -> None:
+    with pytest.raises(ParameterError) as refused:
+        parallelism_of({"parallelism": value, "seed": 1})
+    assert refused.value.problems == [f"parallelism: {value!r} is not an integer from 1 to 64"]
+
+
+def test_follow_prints_each_pods_new_lines_under_its_label() -> None:
+    logs = iter(
+        [
+            {"pod 0": "a\n", "pod 1": "x\n"},
+            {"pod 0": "a\nb\n", "pod 1": "x\n"},
+        ]
+    )
+    states = iter([{"status": {"active": 2}}, {"status": {"succeeded": 1}}])
+    said: list[str] = []
+    follow(lambda: next(states), lambda: next(logs), lambda: ReportedResult(RESULT), "j", 60,
+           said.append, 0)  # fmt: skip
+    assert [line for line in said if "|" in line] == ["  pod 0 | a", "  pod 1 | x", "  pod 0 | b"]
+
+
 def test_template_without_containers_is_refused() -> None:
     with pytest.raises(JobError, match="no containers"):
         job_from_template({"spec": {"template": {"spec": {}}}}, "x", [], "me")
@@ -88,7 +128,13 @@ def test_follow_reports_what_the_pod_of_a_finished_job_reported() -> None:
     said: list[str] = []
     log = "winner logreg\ndecision   challenger: printed lines are not read\n"
     outcome = follow(
-        lambda: next(states), lambda: log, lambda: ReportedResult(RESULT), "j", 60, said.append, 0
+        lambda: next(states),
+        lambda: {"": log},
+        lambda: ReportedResult(RESULT),
+        "j",
+        60,
+        said.append,
+        0,
     )
     assert outcome.succeeded and outcome.reported.result == RESULT
     assert outcome.reported.describe() == (
@@ -102,7 +148,7 @@ def test_follow_says_why_when_the_pod_cannot_be_read() -> None:
     def unreadable() -> ReportedResult:
         raise OSError("connection refused")
 
-    outcome = follow(lambda: {"status": {"succeeded": 1}}, str, unreadable, "j", 60, print, 0)
+    outcome = follow(lambda: {"status": {"succeeded": 1}}, dict, unreadable, "j", 60, print, 0)
     assert outcome.reported.result is None
     assert outcome.reported.describe() == (
         "no training result (its pod could not be read: OSError: connection refused)"
