@@ -944,3 +944,93 @@ def _move_champion(version: str) -> None:
         MlflowClient(url).set_registered_model_alias(
             "mlstack-classifier", contract.ALIAS_CHAMPION, version
         )
+
+
+def _round_runs(run_id: str) -> dict[str, Any]:
+    """The tags of a round's run and the shard of each of its candidate runs, from MLflow."""
+    from mlflow import MlflowClient
+
+    name, port = _service("mlflow")
+    with _admin(), kube.port_forward(f"svc/{name}", port, probe="/health") as url:
+        client = MlflowClient(url)
+        parent = client.get_run(run_id)
+        children = client.search_runs(
+            [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'"
+        )
+        return {
+            "tags": dict(parent.data.tags),
+            "candidates": sorted(
+                (c.data.tags[contract.TAG_CANDIDATE], c.data.tags[contract.TAG_SHARD])
+                for c in children
+            ),
+        }
+
+
+def test_12_a_round_spread_over_two_pods_registers_a_version_every_pod_then_serves(
+    figures: dict[str, Any],
+) -> None:
+    """POST /v1/training-jobs with parallelism 2 → an Indexed Job of two pods, each searching
+    its share under one round run → pod 0 registers the best → every inference pod serves it."""
+    name, port = _service("control")
+    headers = {"x-api-key": _control_key()}
+    before = _registry()
+    with kube.port_forward(f"svc/{name}", port, probe="/livez") as url:
+        started = time.monotonic()
+        created = httpx.post(
+            f"{url}/v1/training-jobs",
+            json={"parallelism": 2, "candidates": ["logreg", "random_forest"]},
+            headers=headers,
+            timeout=30,
+        )
+        assert created.status_code == 201, created.text
+        job = created.json()["id"]
+
+        def finished() -> dict[str, Any] | None:
+            view = httpx.get(f"{url}/v1/training-jobs/{job}", headers=headers, timeout=30).json()
+            return view if view["state"] in ("succeeded", "failed") else None
+
+        view = kube.wait_for(finished, 900, f"training Job {job} to finish", interval=2)
+        figures["parallel_training_job_seconds"] = round(time.monotonic() - started, 1)
+        print(json.dumps({k: v for k, v in view.items() if k != "log_tail"}))
+        assert view["state"] == "succeeded", view["log_tail"]
+        spec = kube.get("job", job)["spec"]
+        assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == (
+            "Indexed",
+            2,
+            2,
+        )
+        pods = kube.get("pod", selector=f"job-name={job}")["items"]
+        indexes = sorted(
+            p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] for p in pods
+        )
+        assert indexes == ["0", "1"]
+        uid = kube.get("job", job)["metadata"]["uid"]
+        version = view["registered_version"]
+        assert version and int(version) > max(before["versions"])
+        runs = _round_runs(view["mlflow_run_id"])
+        figures["parallel_training_candidates"] = runs["candidates"]
+        assert runs["tags"][contract.TAG_ROUND_ID] == uid
+        assert {f"{contract.TAG_SHARD_PREFIX}0", f"{contract.TAG_SHARD_PREFIX}1"} <= set(
+            runs["tags"]
+        )
+        # logreg's 3 points and random_forest's 4, dealt over the two pods: both searched some.
+        assert {shard for _, shard in runs["candidates"]} == {"0", "1"}
+        if not view["decision"].startswith(contract.ALIAS_CHAMPION):
+            moved = httpx.put(
+                f"{url}/v1/models/mlstack-classifier/aliases/{contract.ALIAS_CHAMPION}",
+                json={"version": version},
+                headers=headers,
+                timeout=30,
+            )
+            assert moved.status_code == 200, moved.text
+        figures["parallel_training_decision"] = view["decision"]
+        job_done = time.monotonic()
+
+        def all_pods_on_new() -> bool:
+            versions = _pod_versions()
+            return bool(versions) and set(versions.values()) == {version}
+
+        kube.wait_for(
+            all_pods_on_new, 2 * POLL_SECONDS + 30, f"every inference pod on v{version}", interval=1
+        )
+        figures["parallel_hot_swap_seconds"] = round(time.monotonic() - job_done, 1)
