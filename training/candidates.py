@@ -27,8 +27,15 @@ class Candidate:
     grid: dict[str, list[Any]] | list[dict[str, list[Any]]]
 
 
-def build(family: str, seed: int) -> Candidate:
-    """A fresh, unfitted estimator of `family` with its search space (seeded)."""
+# The most rows one tree of the random forest is grown on (its bootstrap sample): past it,
+# each tree sees that many rows drawn from the training rows, so the forest's fit time and
+# size stop growing with the data while its trees together still see all of it.
+FOREST_MAX_SAMPLES = 20_000
+
+
+def build(family: str, seed: int, rows: int | None = None) -> Candidate:
+    """A fresh, unfitted estimator of `family` with its search space (seeded), sized for
+    `rows` training rows when given (see FOREST_MAX_SAMPLES)."""
     if family == "logreg":
         return Candidate(
             family,
@@ -43,7 +50,17 @@ def build(family: str, seed: int) -> Candidate:
     if family == "random_forest":
         return Candidate(
             family,
-            RandomForestClassifier(n_estimators=100, random_state=seed, n_jobs=1),
+            RandomForestClassifier(
+                n_estimators=100,
+                random_state=seed,
+                n_jobs=1,
+                # A share of the rows, so that a search's subsets keep the same proportion.
+                max_samples=(
+                    FOREST_MAX_SAMPLES / rows
+                    if rows is not None and rows > FOREST_MAX_SAMPLES
+                    else None
+                ),
+            ),
             {"max_depth": [None, 8], "min_samples_leaf": [1, 3]},
         )
     if family == "svm":

@@ -293,7 +293,8 @@ def _search_all(
     skipped = dict(plan.skipped)
     for family, reason in plan.skipped.items():
         _say(out, f"skipped {family}: {reason}")
-    candidates = [build(family, settings.seed) for family in plan.families]
+    rows = len(data.y_train)
+    candidates = [build(family, settings.seed, rows) for family in plan.families]
     if settings.shards > 1:
         candidates = searching.share(candidates, settings.shards, settings.shard_index)
     results = []
@@ -362,7 +363,7 @@ def _gathered(
         metrics = client.get_run(gathered.run_id).data.metrics
         model = None
         if gathered is best:
-            candidate = build(gathered.family, settings.seed)
+            candidate = build(gathered.family, settings.seed, len(data.y_train))
             started = time.perf_counter()
             with threadpool_limits(limits=cores):
                 model = candidate.estimator.set_params(**gathered.params).fit(

@@ -58,3 +58,11 @@ def test_the_progress_counts_every_fit_the_search_makes() -> None:
         done, left = progress.status()
     assert fits == 3 * 4 and done == fits
     assert left == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize(("rows", "share"), [(None, None), (20_000, None), (80_000, 0.25)])
+def test_the_forest_grows_each_tree_on_at_most_its_sample_cap(
+    rows: int | None, share: float | None
+) -> None:
+    forest = build("random_forest", 0, rows).estimator
+    assert forest.get_params()["max_samples"] == share
