@@ -45,6 +45,7 @@ class TrainingBenchSettings(BaseSettings):
     rows: str = Field("10000,100000,1000000", description="Dataset sizes, comma-separated.")
     plain_timeout: float = Field(1800.0, gt=0, description="Seconds before the plain search stops.")
     mlstack_timeout: float = Field(3600.0, gt=0, description="Seconds before a round stops.")
+    plain: bool = Field(True, description="Also run the plain GridSearchCV beside each round.")
 
 
 @dataclass(frozen=True)
@@ -227,6 +228,8 @@ def main() -> int:
             path, data_bytes = _dataset(rows, work)
             ours = _mlstack(supervisor, uri, path, settings.mlstack_timeout, rows)
             print(_row("mlstack", rows, ours, data_bytes), flush=True)
+            if not settings.plain:
+                continue
             plain = _plain(supervisor, path, settings.plain_timeout)
             print(_row("plain", rows, plain, data_bytes), flush=True)
             ratio = plain.seconds / ours.seconds
