@@ -460,8 +460,16 @@ def follow(
 
 
 def job_state(status: dict[str, Any]) -> str:
-    """pending, running, succeeded or failed, from a Job's status (as a dict from the API)."""
-    if status.get("succeeded"):
+    """pending, running, succeeded or failed, from a Job's status (as a dict from the API).
+
+    Succeeded is the Job's Complete condition, or succeeded pods with none still active: an
+    Indexed Job counts each index that succeeds while the others (pod 0 gathering a spread
+    round) still run."""
+    complete = any(
+        c.get("type") == "Complete" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+    if complete or (status.get("succeeded") and not status.get("active") and not _failed(status)):
         return "succeeded"
     if _failed(status):
         return "failed"

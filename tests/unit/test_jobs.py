@@ -17,6 +17,7 @@ from control.jobs import (
     entrypoint,
     follow,
     job_from_template,
+    job_state,
     parallelism_of,
     reported_result,
 )
@@ -245,3 +246,20 @@ def test_a_copy_of_a_custom_template_stays_custom() -> None:
     assert job["metadata"]["annotations"][ENTRYPOINT] == "custom"
     assert entrypoint(job) == "custom"
     assert ENTRYPOINT not in job_from_template(TEMPLATE, "y", [], "me")["metadata"]["annotations"]
+
+
+@pytest.mark.parametrize(
+    ("status", "state"),
+    [
+        ({"active": 1, "succeeded": 1}, "running"),  # index 1 done, pod 0 still gathering
+        ({"active": 0, "succeeded": 2}, "succeeded"),
+        ({"succeeded": 2, "conditions": [{"type": "Complete", "status": "True"}]}, "succeeded"),
+        ({"active": 1}, "running"),
+        ({}, "pending"),
+        ({"failed": 1, "conditions": [{"type": "Failed", "status": "True"}]}, "failed"),
+    ],
+)
+def test_an_indexed_job_succeeds_only_when_every_index_has(
+    status: dict[str, Any], state: str
+) -> None:
+    assert job_state(status) == state
