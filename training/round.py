@@ -134,7 +134,7 @@ def run_round(
         )
     if parent_id is not None and settings.shard_index > 0:
         with tempfile.TemporaryDirectory() as tmp:
-            results, _ = _search_all(
+            results, _, _ = _search_all(
                 settings, data, classes, common_tags, Path(tmp), out, started, cores, parent_id
             )
         shards.report_done(client, parent_id, settings.shard_index, len(results))
@@ -169,18 +169,14 @@ def run_round(
             from_pandas(dataset.frame(), name=dataset.name, targets=dataset.target),
             context="training",
         )
-        results, planned = _search_all(
+        results, planned, skipped = _search_all(
             settings, data, classes, common_tags, workdir, out, started, cores, parent_id
         )
-        skipped = {
-            k[len(contract.TAG_SKIPPED_PREFIX) :]: v
-            for k, v in client.get_run(parent.info.run_id).data.tags.items()
-            if k.startswith(contract.TAG_SKIPPED_PREFIX)
-        }
         if parent_id is not None:
             shards.report_done(client, parent_id, 0, len(results))
             _say(out, f"waiting for the other {settings.shards - 1} shard(s)")
             shards.wait_for_shards(client, parent_id, settings.shards, settings.shard_wait_seconds)
+            # Every shard tagged what it skipped on the round's run: the round's skips are theirs.
             skipped = {
                 k[len(contract.TAG_SKIPPED_PREFIX) :]: v
                 for k, v in client.get_run(parent_id).data.tags.items()
@@ -265,10 +261,10 @@ def _search_all(
     started: float,
     cores: int,
     parent_id: str | None,
-) -> tuple[list[CandidateResult], tuple[str, ...]]:
+) -> tuple[list[CandidateResult], tuple[str, ...], dict[str, str]]:
     """Search this pod's candidates (all of them, or its shard's share) under the round's run,
     the active one or `parent_id`; tag that run with each family skipped and why. Returns the
-    results and the families planned, in order."""
+    results, the families planned, in order, and the families skipped with why."""
     import mlflow
     from mlflow import MlflowClient
 
@@ -323,7 +319,7 @@ def _search_all(
         )
     for family, why in skipped.items():
         client.set_tag(round_run, f"{contract.TAG_SKIPPED_PREFIX}{family}", why[:5000])
-    return results, plan.families
+    return results, plan.families, skipped
 
 
 def _gathered(
