@@ -26,6 +26,7 @@ from app.routes import drift, health, kserve_v1, mlflow_scoring, model, predict,
 from app.settings import Settings
 from kernel import log as kernel_log
 from kernel.keys import ApiKeyCheck
+from kernel.version import version
 
 log = structlog.get_logger("app.main")
 
@@ -76,7 +77,7 @@ def create_app(settings: Settings | None = None) -> Instrumented:
 
     api = FastAPI(
         title="mlstack inference",
-        version="0.1.0",
+        version=version(),
         summary=f"Serves models:/{settings.model_name}@{settings.model_alias} from MLflow.",
         lifespan=lifespan,
     )

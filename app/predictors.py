@@ -430,7 +430,8 @@ def _load_sklearn(path: Path, serialization: str, trust: Trust) -> Any:
             )
         try:
             with path.open("rb") as handle:
-                return pickle.load(handle)
+                # Only with MLSTACK_ALLOW_PICKLE=true, refused above by default.
+                return pickle.load(handle)  # nosec B301
         except Exception as exc:  # unpickling raises anything the file makes it raise
             raise ModelLoadError(f"model file {path.name} does not unpickle: {exc!r}") from exc
     if serialization != contract.SKOPS_FORMAT:

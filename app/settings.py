@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.predictors import DEFAULT_ONNX_MAX_BYTES, DEFAULT_TRUSTED_TYPES, Trust
 from kernel.keys import KeySource, key_source
+from kernel.paths import user_cache_dir
 from training import contract
 
 
@@ -74,7 +75,8 @@ class Settings(BaseSettings):
     )
     mlflow_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one MLflow call.")
     cache_dir: Path = Field(
-        Path("/tmp/mlstack-models"), description="Where downloaded versions are kept."
+        default_factory=lambda: user_cache_dir("models"),
+        description="Where downloaded versions are kept.",
     )
     host: str = Field("127.0.0.1", description="Listen address of `python -m app`.")
     port: int = Field(8080, ge=1, le=65535, description="Listen port of `python -m app`.")

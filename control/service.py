@@ -22,6 +22,7 @@ from control.routes import experiments, health, models, predictions, training_jo
 from control.settings import ControlSettings
 from control.training_jobs import TrainingJobs
 from kernel.keys import ApiKeyCheck
+from kernel.version import version
 
 log = structlog.get_logger("control.service")
 
@@ -69,7 +70,7 @@ def create_app(settings: ControlSettings | None = None) -> FastAPI:
 
     api = FastAPI(
         title="mlstack control plane",
-        version="0.1.0",
+        version=version(),
         summary="The prediction log, the registry at a glance, promotion and rollback.",
         lifespan=lifespan,
     )

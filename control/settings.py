@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kernel.keys import KeySource, key_source
+from kernel.paths import user_data_dir
 from training import contract
 
 ENV_PREFIX = "MLSTACK_CONTROL_"
@@ -49,7 +50,7 @@ class ControlSettings(BaseSettings):
         "(default: SQLite at `sqlite_path`).",
     )
     sqlite_path: Path = Field(
-        Path("/tmp/mlstack-control/predictions.db"),
+        default_factory=lambda: user_data_dir("control", "predictions.db"),
         description="SQLite file of the prediction log when no database URI is set.",
     )
     retention_days: float = Field(
