@@ -12,6 +12,7 @@ declare -A PINS=(
   [kubeconform]="github.com/yannh/kubeconform/cmd/kubeconform@v0.8.0"
   [helm-docs]="github.com/norwoodj/helm-docs/cmd/helm-docs@v1.14.2"
   [kind]="sigs.k8s.io/kind@v0.33.0"
+  [actionlint]="github.com/rhysd/actionlint/cmd/actionlint@v1.7.12"
 )
 
 # Link-time settings the projects' own release builds use. helm's default Kubernetes version

@@ -7,12 +7,14 @@ CLUSTER ?= mlstack
 KUBECTL ?= kubectl
 HELM := $(TOOLS)/helm
 KIND := $(TOOLS)/kind
-VERSION ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' $(CHART)/Chart.yaml)
+# The one version (pyproject.toml), also the chart's and the images' (hack/release.py).
+VERSION ?= $(shell python3 hack/release.py version)
 # The images' base; empty for the Dockerfile's default (a public Python slim image). Machines
 # with no container registry build one (`make base-offline`) and pass
 # BASE_IMAGE=mlstack/python-base:3.11-bookworm.
 BASE_IMAGE ?=
-PLATFORM_IMAGE ?= mlstack-platform:$(VERSION)
+INFERENCE_IMAGE ?= mlstack-inference:$(VERSION)
+TRAINING_IMAGE ?= mlstack-training:$(VERSION)
 TRACKING_IMAGE ?= mlstack-tracking-server:$(VERSION)
 # Node image of `make cluster`; empty for kind-config.yaml's.
 KIND_NODE_IMAGE ?=
@@ -42,10 +44,11 @@ manifests: $(STAMP) chart-tools ## Render manifests/ from the chart with the kin
 	$(PY) hack/chart/render_manifests.py
 
 .PHONY: images
-images: ## Build the platform and tracking-server images (BASE_IMAGE=... to change the base)
+images: ## Build the inference, training and tracking-server images and print their sizes
 	docker build --target tracking-server $(BUILD_ARGS) -t $(TRACKING_IMAGE) .
-	docker build --target platform $(BUILD_ARGS) -t $(PLATFORM_IMAGE) .
-	@docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E '^mlstack-(platform|tracking-server):$(VERSION) '
+	docker build --target training $(BUILD_ARGS) -t $(TRAINING_IMAGE) .
+	docker build --target inference $(BUILD_ARGS) -t $(INFERENCE_IMAGE) .
+	@hack/images/sizes.sh $(INFERENCE_IMAGE) $(TRAINING_IMAGE) $(TRACKING_IMAGE)
 
 .PHONY: cluster
 cluster: ## Create the kind cluster from kind-config.yaml (KIND_NODE_IMAGE=... to override)
@@ -58,9 +61,9 @@ cluster: ## Create the kind cluster from kind-config.yaml (KIND_NODE_IMAGE=... t
 	fi
 
 .PHONY: load
-load: ## Load both images into the kind cluster's nodes (no registry)
+load: ## Load the three images into the kind cluster's nodes (no registry)
 	hack/tools.sh kind
-	$(KIND) load docker-image --name $(CLUSTER) $(PLATFORM_IMAGE) $(TRACKING_IMAGE)
+	$(KIND) load docker-image --name $(CLUSTER) $(INFERENCE_IMAGE) $(TRAINING_IMAGE) $(TRACKING_IMAGE)
 
 .PHONY: monitoring
 monitoring: chart-tools ## Install the kube-prometheus stack (needs the internet)
@@ -73,7 +76,7 @@ monitoring: chart-tools ## Install the kube-prometheus stack (needs the internet
 deploy: chart-tools ## Install or upgrade the chart with the kind values and wait for it
 	$(HELM) upgrade --install $(RELEASE) $(CHART) --namespace $(NAMESPACE) --create-namespace \
 		--values $(CHART)/values-kind.yaml \
-		--set image.platform.tag=$(VERSION) --set image.trackingServer.tag=$(VERSION) \
+		--set image.inference.tag=$(VERSION) --set image.training.tag=$(VERSION) --set image.trackingServer.tag=$(VERSION) \
 		--wait --timeout $(DEPLOY_TIMEOUT)
 
 .PHONY: port-forward

@@ -14,6 +14,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "mlstack"
 TOOLS = REPO / ".cache" / "bin"
+# The images' default tag: the chart's appVersion (one version everywhere: hack/release.py).
+APP_VERSION = str(yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"])
 
 
 def _shared_dir() -> Path:

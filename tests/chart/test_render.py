@@ -88,7 +88,8 @@ def test_every_invalid_combination_is_reported_at_once() -> None:
 @pytest.mark.parametrize(
     ("set_values", "message"),
     [
-        (["image.platform.tag=latest"], "/image/platform/tag"),
+        (["image.inference.tag=latest"], "/image/inference/tag"),
+        (["image.training.tag=latest"], "/image/training/tag"),
         (["inference.replicas=2"], "'replicas' not allowed"),
         (["training.dataset=mnist"], "/training/dataset"),
         (["training.candidates={logreg,xgboost}"], "/training/candidates/1"),
@@ -239,7 +240,7 @@ def test_training_job_is_renamed_when_training_values_change() -> None:
     for change in (
         "training.metric=accuracy",
         "training.candidates={logreg}",
-        "image.platform.tag=0.2.0",
+        "image.training.tag=0.2.0",
         "model.name=other",
     ):
         assert _training_job([change])["metadata"]["name"] != base, change
@@ -252,6 +253,7 @@ def test_training_job_keeps_its_name_when_nothing_it_runs_changes() -> None:
         "mlflow.resources.limits.memory=2Gi",
         "commonLabels.team=ml",
         "monitoring.enabled=false",
+        "image.inference.tag=0.2.0",
     ):
         assert _training_job([change])["metadata"]["name"] == base, change
 

@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart.helm import CHART, NAMESPACE, HelmError, find, render, training_jobs
+from tests.chart.helm import (
+    APP_VERSION,
+    CHART,
+    NAMESPACE,
+    HelmError,
+    find,
+    render,
+    training_jobs,
+)
 from training import contract
 
 ENTRYPOINT = "mlstack.io/training-entrypoint"
@@ -54,7 +62,7 @@ def test_built_in_round_runs_python_m_training_with_its_flags() -> None:
     jobs = _render_jobs(["training.candidates={logreg,svm}", "training.extraArgs={--no-onnx}"])
     for where, job in jobs.items():
         container = _container(job)
-        assert container["image"] == "mlstack-platform:0.1.0", where
+        assert container["image"] == f"mlstack-training:{APP_VERSION}", where
         assert container["imagePullPolicy"] == "IfNotPresent", where
         assert container["command"] == ["python", "-m", "training"], where
         assert container["args"] == ["--candidates=logreg,svm", "--no-onnx"], where
@@ -78,7 +86,7 @@ def test_custom_command_without_args_passes_none() -> None:
     container = _container(_render_jobs(["training.command={python,train.py}"])["job"])
     assert container["command"] == ["python", "train.py"]
     assert "args" not in container
-    assert container["image"] == "mlstack-platform:0.1.0"
+    assert container["image"] == f"mlstack-training:{APP_VERSION}"
 
 
 def test_custom_image_digest_is_appended_to_its_tag() -> None:
@@ -90,12 +98,13 @@ def test_custom_image_digest_is_appended_to_its_tag() -> None:
 def test_image_registry_is_not_prefixed_to_the_users_image() -> None:
     jobs = _render_jobs([*CUSTOM, "image.registry=mirror.example.com"])
     assert _container(jobs["job"])["image"] == "registry.example.com/my-team/train:2024.06.1"
-    inference = find(render(set_values=["image.registry=mirror.example.com"]), "Deployment")
-    assert any(
-        c["image"] == "mirror.example.com/mlstack-platform:0.1.0"
-        for d in inference
+    images = {
+        d["metadata"]["name"]: c["image"]
+        for d in find(render(set_values=["image.registry=mirror.example.com"]), "Deployment")
         for c in d["spec"]["template"]["spec"]["containers"]
-    )
+    }
+    assert images["mlstack-inference"] == f"mirror.example.com/mlstack-inference:{APP_VERSION}"
+    assert images["mlstack-control"] == f"mirror.example.com/mlstack-training:{APP_VERSION}"
 
 
 def test_training_pull_policy_defaults_to_the_charts() -> None:
@@ -149,7 +158,7 @@ def test_custom_command_gets_the_built_in_rounds_environment(backend: list[str])
     )
     assert round_env["MLSTACK_MODEL_NAME"] == "iris-prod"
     assert round_env["MLSTACK_METRIC"] == "accuracy"
-    assert round_env["MLSTACK_CODE_VERSION"] == "0.1.0"
+    assert round_env["MLSTACK_CODE_VERSION"] == APP_VERSION
     assert round_env["MLFLOW_TRACKING_TOKEN"] == {
         "secretKeyRef": {"name": "mlflow-token", "key": "token"}
     }

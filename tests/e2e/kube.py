@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from devsupport.processes import free_port, http_status
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -161,9 +163,17 @@ def port_forward(
             proc.kill()
 
 
-def platform_image() -> str:
+def inference_image() -> str:
+    """The inference pods' image: Python and its standard library, no shell."""
     deployment = get("deployment", selector="app.kubernetes.io/component=inference")["items"][0]
     return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def training_image() -> str:
+    """The built-in round's image, as the control plane's Job template names it."""
+    template = get("configmap", selector="app.kubernetes.io/component=training")["items"][0]
+    job = yaml.safe_load(template["data"]["job.yaml"])
+    return str(job["spec"]["template"]["spec"]["containers"][0]["image"])
 
 
 STEADY_CLIENT = r"""
@@ -199,7 +209,7 @@ print(json.dumps({"sent": sent, "failed": failed, "statuses": statuses,
 
 
 def start_client_pod(name: str, seconds: float, rate: float, workers: int = 1) -> str:
-    """A pod (platform image: it has Python) sending steady /predict requests to the
+    """A pod (inference image: it has Python) sending steady /predict requests to the
     inference Service for `seconds`, printing a JSON summary per worker at the end."""
     service = get("service", selector="app.kubernetes.io/component=inference")["items"][0]
     port = service["spec"]["ports"][0]["port"]
@@ -217,7 +227,7 @@ def start_client_pod(name: str, seconds: float, rate: float, workers: int = 1) -
         "-n",
         NAMESPACE,
         "--restart=Never",
-        f"--image={platform_image()}",
+        f"--image={inference_image()}",
         f"--overrides={json.dumps(overrides)}",
         "--labels=app=mlstack-e2e-client",
     )
@@ -241,7 +251,7 @@ def _restricted_pod(name: str, command: list[str]) -> dict[str, Any]:
             "containers": [
                 {
                     "name": name,
-                    "image": platform_image(),
+                    "image": inference_image(),
                     "imagePullPolicy": "IfNotPresent",
                     "command": command,
                     "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
@@ -256,7 +266,7 @@ def _restricted_pod(name: str, command: list[str]) -> dict[str, Any]:
 
 
 def run_script_pod(name: str, script: str, namespace: str, timeout: float = 180) -> str:
-    """Run a Python script in a pod of its own (platform image, no release labels) to its end;
+    """Run a Python script in a pod of its own (inference image, no release labels) to its end;
     its output. The pod is deleted afterwards."""
     kubectl("delete", "pod", name, "-n", namespace, "--ignore-not-found", "--wait=true")
     overrides = _restricted_pod(name, ["python", "-c", script])
@@ -266,7 +276,7 @@ def run_script_pod(name: str, script: str, namespace: str, timeout: float = 180)
         "-n",
         namespace,
         "--restart=Never",
-        f"--image={platform_image()}",
+        f"--image={inference_image()}",
         f"--overrides={json.dumps(overrides)}",
         "--labels=app=mlstack-e2e-outsider",
     )

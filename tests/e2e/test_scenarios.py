@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -23,6 +26,7 @@ SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_w
 TAG_1, TAG_2 = "e2e-1", "e2e-2"
 POLL_SECONDS = 5  # values-e2e.yaml
 ENTRYPOINT = "mlstack.io/training-entrypoint"
+ROLES = ("inference", "training", "tracking-server")
 
 
 def _base_image() -> str:
@@ -36,6 +40,15 @@ def _helm_values(*extra: str) -> list[str]:
     for path in values_files():
         args += ["--values", str(path)]
     return [*args, *extra]
+
+
+def _image_tags(tag: str, tracking: str | None = None) -> list[str]:
+    """`--set` flags giving the inference and training images `tag`, MLflow's `tracking`."""
+    return [
+        *("--set", f"image.inference.tag={tag}"),
+        *("--set", f"image.training.tag={tag}"),
+        *("--set", f"image.trackingServer.tag={tracking or tag}"),
+    ]
 
 
 def _inference_pods() -> list[dict[str, Any]]:
@@ -109,6 +122,18 @@ def test_1_helm_install(figures: dict[str, Any]) -> None:
             ["make", "-C", str(kube.ROOT), "images", f"BASE_IMAGE={base}", f"VERSION={tag}"],
             timeout=1800,
         )
+        # The images' configuration and files, on the very images this suite deploys.
+        output = kube.run(
+            ["make", "-C", str(kube.ROOT), "image-check-built", f"IMAGE_CHECK_TAG={tag}"],
+            timeout=900,
+        )
+        figures["image_check"] = output.strip().splitlines()[-1]
+        figures["image_sizes_mb"] = {
+            role: round(
+                int(kube.run(["docker", "image", "inspect", "-f", "{{.Size}}", image])) / 1e6
+            )
+            for role, image in ((r, f"mlstack-{r}:{tag}") for r in ROLES)
+        }
         kube.run(
             ["make", "-C", str(kube.ROOT), "load", f"CLUSTER={kube.CLUSTER}", f"VERSION={tag}"],
             timeout=600,
@@ -124,9 +149,7 @@ def test_1_helm_install(figures: dict[str, Any]) -> None:
         str(kube.ROOT / "charts/mlstack"),
         "--namespace",
         NS,
-        *_helm_values(
-            "--set", f"image.platform.tag={TAG_1}", "--set", f"image.trackingServer.tag={TAG_1}"
-        ),
+        *_helm_values(*_image_tags(TAG_1)),
         "--wait",
         "--wait-for-jobs",
         "--timeout",
@@ -363,7 +386,8 @@ def test_5_hpa_scales_out_under_load_and_back(figures: dict[str, Any]) -> None:
 
 
 def test_6_rolling_update_with_zero_failures(figures: dict[str, Any]) -> None:
-    kube.run(["docker", "tag", f"mlstack-platform:{TAG_1}", f"mlstack-platform:{TAG_2}"])
+    for role in ("inference", "training"):
+        kube.run(["docker", "tag", f"mlstack-{role}:{TAG_1}", f"mlstack-{role}:{TAG_2}"])
     kube.run(
         [
             "make",
@@ -371,7 +395,8 @@ def test_6_rolling_update_with_zero_failures(figures: dict[str, Any]) -> None:
             str(kube.ROOT),
             "load",
             f"CLUSTER={kube.CLUSTER}",
-            f"PLATFORM_IMAGE=mlstack-platform:{TAG_2}",
+            f"INFERENCE_IMAGE=mlstack-inference:{TAG_2}",
+            f"TRAINING_IMAGE=mlstack-training:{TAG_2}",
             f"TRACKING_IMAGE=mlstack-tracking-server:{TAG_1}",
         ],
         timeout=600,
@@ -384,9 +409,7 @@ def test_6_rolling_update_with_zero_failures(figures: dict[str, Any]) -> None:
         str(kube.ROOT / "charts/mlstack"),
         "--namespace",
         NS,
-        *_helm_values(
-            "--set", f"image.platform.tag={TAG_2}", "--set", f"image.trackingServer.tag={TAG_1}"
-        ),
+        *_helm_values(*_image_tags(TAG_2, tracking=TAG_1)),
         "--wait",
         "--timeout",
         "10m",
@@ -402,6 +425,22 @@ def test_6_rolling_update_with_zero_failures(figures: dict[str, Any]) -> None:
     assert pods and all(
         c["image"].endswith(f":{TAG_2}") for p in pods for c in p["spec"]["containers"]
     )
+    # The new pods' image was loaded into the node before: scheduled → ready is the start-up of
+    # the slim inference image with the champion already in the registry.
+    figures["inference_pod_scheduled_to_ready_seconds"] = {
+        p["metadata"]["name"]: _scheduled_to_ready(p) for p in pods
+    }
+
+
+def _scheduled_to_ready(pod: dict[str, Any]) -> float:
+    """Seconds from a pod's PodScheduled condition to its Ready one (1 s resolution)."""
+    from datetime import datetime
+
+    times = {
+        c["type"]: datetime.fromisoformat(c["lastTransitionTime"].replace("Z", "+00:00"))
+        for c in pod["status"]["conditions"]
+    }
+    return (times["Ready"] - times["PodScheduled"]).total_seconds()
 
 
 def _pod_cpu() -> dict[str, int]:
@@ -464,63 +503,107 @@ def test_7_mlflow_restart_keeps_everything(figures: dict[str, Any]) -> None:
     )
 
 
-def test_8_skaffold_build_and_run(figures: dict[str, Any]) -> None:
+def _skaffold(*args: str) -> list[str]:
+    """A skaffold command on the repository's skaffold.yaml (built first), with kubectl and the
+    pinned tools on PATH and the offline profile where the offline base image is."""
     kube.run([str(kube.ROOT / "hack/e2e/skaffold.sh")], timeout=1800)
-    skaffold = str(kube.ROOT / ".cache/bin/skaffold")
+    path = f"{kube.ROOT / '.cache/bin'}:{Path(kube.tool('kubectl')).parent}:{os.environ['PATH']}"
     profile = ["--profile", "offline"] if _base_image().startswith("mlstack/") else []
-    started = time.monotonic()
-    env_cmd = [
-        "env",
-        f"PATH={kube.ROOT / '.cache/bin'}:{Path(kube.tool('kubectl')).parent}:"
-        + subprocess.run(["sh", "-c", "echo $PATH"], capture_output=True, text=True).stdout.strip(),
+    return [
+        *("env", f"PATH={path}", str(kube.ROOT / ".cache/bin/skaffold"), *args),
+        *("--filename", str(kube.ROOT / "skaffold.yaml"), *profile),
+        *("--kube-context", kube.CONTEXT),
     ]
+
+
+def _skaffold_inference_pods() -> list[dict[str, Any]]:
+    return kube.get("pod", selector="app.kubernetes.io/component=inference", namespace="mlstack")[
+        "items"
+    ]
+
+
+def test_8_skaffold_build_and_run(figures: dict[str, Any]) -> None:
+    started = time.monotonic()
     output = kube.run(
-        [
-            *env_cmd,
-            skaffold,
-            "run",
-            "--filename",
-            str(kube.ROOT / "skaffold.yaml"),
-            *profile,
-            "--kube-context",
-            kube.CONTEXT,
-            "--status-check=true",
-            "--port-forward=off",
-        ],
+        _skaffold("run", "--status-check=true", "--port-forward=off"),
         timeout=2400,
     )
     figures["skaffold_run_seconds"] = round(time.monotonic() - started, 1)
     print(output[-2000:])
-    pods = json.loads(
-        kube.kubectl(
-            "get",
-            "pods",
-            "-n",
-            "mlstack",
-            "-l",
-            "app.kubernetes.io/component=inference",
-            "-o",
-            "json",
-        )
-    )
-    assert pods["items"] and all(_ready(p) for p in pods["items"])
-    name = pods["items"][0]["metadata"]["name"]
+    pods = _skaffold_inference_pods()
+    assert pods and all(_ready(p) for p in pods)
+    name = pods[0]["metadata"]["name"]
     with kube.port_forward(f"pod/{name}", 8080, namespace="mlstack", probe="/livez") as url:
         response = httpx.post(f"{url}/predict", json=SETOSA, timeout=10)
         assert response.status_code == 200
-    kube.run(
-        [
-            *env_cmd,
-            skaffold,
-            "delete",
-            "--filename",
-            str(kube.ROOT / "skaffold.yaml"),
-            *profile,
-            "--kube-context",
-            kube.CONTEXT,
-        ],
-        timeout=600,
+    kube.run(_skaffold("delete"), timeout=600)
+
+
+FORWARDED = re.compile(
+    r"Port forwarding service/mlstack-inference in namespace mlstack, remote port 8080 -> "
+    r"(http://[0-9.]+:\d+)"
+)
+
+
+def _title(url: str) -> str | None:
+    try:
+        return str(httpx.get(f"{url}/openapi.json", timeout=5).json()["info"]["title"])
+    except (httpx.HTTPError, ValueError, KeyError):
+        return None
+
+
+def test_8b_skaffold_dev_rebuilds_an_edit_and_cleans_up(figures: dict[str, Any]) -> None:
+    """The inner loop: `skaffold dev` deploys and forwards the service; an edit under app/ (the
+    OpenAPI title, reverted after) is rebuilt, redeployed and answering through skaffold's own
+    port-forward with no manual step; Ctrl-C uninstalls the release."""
+    main_py = kube.ROOT / "app" / "main.py"
+    original = main_py.read_text()
+    assert original.count('title="mlstack inference"') == 1
+    edited = f"mlstack inference e2e-{int(time.time())}"
+    log = kube.ROOT / ".cache" / "e2e" / "skaffold-dev.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    command = _skaffold("dev", "--port-forward=user", "--status-check=true", "--cleanup=true")
+    started = time.monotonic()
+    with log.open("w") as out:
+        dev = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        url = kube.wait_for(
+            lambda: (m := FORWARDED.search(log.read_text(errors="replace"))) and m.group(1),
+            2400,
+            "skaffold dev to forward the inference service",
+            interval=2,
+        )
+        kube.wait_for(
+            lambda: _title(url) == "mlstack inference", 600, f"{url} to answer", interval=2
+        )
+        figures["skaffold_dev_first_answer_seconds"] = round(time.monotonic() - started, 1)
+        edit_at = time.monotonic()
+        main_py.write_text(original.replace('title="mlstack inference"', f'title="{edited}"'))
+        kube.wait_for(
+            lambda: _title(url) == edited,
+            1800,
+            f"the edit under app/ to answer through {url}",
+            interval=2,
+        )
+        figures["skaffold_dev_edit_to_answer_seconds"] = round(time.monotonic() - edit_at, 1)
+        response = httpx.post(f"{url}/predict", json=SETOSA, timeout=10)
+        assert response.status_code == 200, response.text
+    finally:
+        main_py.write_text(original)
+        if dev.poll() is None:
+            os.killpg(dev.pid, signal.SIGINT)
+        try:
+            dev.wait(timeout=600)
+        finally:
+            print(log.read_text(errors="replace")[-3000:])
+    # Ctrl-C cleaned up: the release and its pods are gone (MLflow's PVC is kept by design).
+    assert "mlstack" not in kube.helm("list", "--namespace", "mlstack", "--short").split()
+    kube.wait_for(
+        lambda: not _skaffold_inference_pods(), 300, "skaffold dev's inference pods to go"
     )
+    figures["skaffold_dev_cleanup"] = "release uninstalled, inference pods gone"
 
 
 def _control_key() -> str:
@@ -639,18 +722,18 @@ def _template_entrypoint() -> str:
 
 
 def test_10_users_own_training_code_runs_as_the_job_then_serves(figures: dict[str, Any]) -> None:
-    """A user's image built FROM the platform image with their own train.py (a Pipeline published
+    """A user's image built FROM the training image with their own train.py (a Pipeline published
     with training.publish.log_classifier) runs as the chart's training Job (training.image and
     training.command, `helm upgrade`) → the Job succeeds and leaves its result as termination
     message → the version is registered and gated → every inference pod serves it. Then
     `helm rollback` returns to the built-in round."""
-    platform = kube.platform_image()
+    training_image = kube.training_image()
     kube.run(
         [
             "docker",
             "build",
             "--build-arg",
-            f"PLATFORM_IMAGE={platform}",
+            f"TRAINING_IMAGE={training_image}",
             "-t",
             USER_IMAGE,
             str(USER_TRAINING),
@@ -664,7 +747,8 @@ def test_10_users_own_training_code_runs_as_the_job_then_serves(figures: dict[st
             str(kube.ROOT),
             "load",
             f"CLUSTER={kube.CLUSTER}",
-            f"PLATFORM_IMAGE={USER_IMAGE}",
+            f"INFERENCE_IMAGE=mlstack-inference:{TAG_2}",
+            f"TRAINING_IMAGE={USER_IMAGE}",
             f"TRACKING_IMAGE=mlstack-tracking-server:{TAG_1}",
         ],
         timeout=600,
@@ -680,10 +764,7 @@ def test_10_users_own_training_code_runs_as_the_job_then_serves(figures: dict[st
         "--namespace",
         NS,
         *_helm_values(
-            "--set",
-            f"image.platform.tag={TAG_2}",
-            "--set",
-            f"image.trackingServer.tag={TAG_1}",
+            *_image_tags(TAG_2, tracking=TAG_1),
             "--set",
             f"training.image.repository={repository}",
             "--set",
@@ -821,9 +902,9 @@ def test_11_the_registry_the_network_and_the_pods_are_protected(figures: dict[st
     # The namespace refuses a pod that does not meet the restricted standard.
     refused = subprocess.run(
         [kube.tool("kubectl"), "--context", kube.CONTEXT, "run", "e2e-privileged", "-n", NS,
-         f"--image={kube.platform_image()}", "--restart=Never",
+         f"--image={kube.inference_image()}", "--restart=Never",
          '--overrides={"spec": {"containers": [{"name": "e2e-privileged", "image": "'
-         + kube.platform_image() + '", "securityContext": {"privileged": true}}]}}',
+         + kube.inference_image() + '", "securityContext": {"privileged": true}}]}}',
          "--command", "--", "true"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip

@@ -55,7 +55,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{/*
-Image reference: (dict "ctx" $ "image" .Values.image.platform). The tag defaults to the chart's
+Image reference: (dict "ctx" $ "image" .Values.image.inference). The tag defaults to the chart's
 appVersion; a digest is appended when set.
 */}}
 {{- define "mlstack.image" -}}

@@ -17,7 +17,7 @@ mlstack.io/training-entrypoint: {{ include "mlstack.training.entrypoint" .ctx }}
 
 {{/*
 Training image: training.image when its repository is set (a full reference: image.registry is
-not prefixed, the image is the user's), else the platform image. validate.yaml requires a tag.
+not prefixed, the image is the user's), else the training image (image.training). validate.yaml requires a tag.
 */}}
 {{- define "mlstack.training.image" -}}
 {{- $image := .Values.training.image -}}
@@ -28,7 +28,7 @@ not prefixed, the image is the user's), else the platform image. validate.yaml r
 {{- end -}}
 {{- $reference -}}
 {{- else -}}
-{{- include "mlstack.image" (dict "ctx" . "image" .Values.image.platform) -}}
+{{- include "mlstack.image" (dict "ctx" . "image" .Values.image.training) -}}
 {{- end -}}
 {{- end -}}
 
@@ -37,7 +37,7 @@ not prefixed, the image is the user's), else the platform image. validate.yaml r
 {{- if .Values.training.image.repository -}}
 {{- .Values.training.image.tag | toString -}}
 {{- else -}}
-{{- default .Chart.AppVersion .Values.image.platform.tag | toString -}}
+{{- default .Chart.AppVersion .Values.image.training.tag | toString -}}
 {{- end -}}
 {{- end -}}
 
