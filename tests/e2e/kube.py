@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import time
@@ -208,19 +207,26 @@ print(json.dumps({"sent": sent, "failed": failed, "statuses": statuses,
 """
 
 
+CLIENT_WORKERS = r"""
+import subprocess, sys
+workers, script, *args = sys.argv[1:]
+procs = [subprocess.Popen([sys.executable, "-c", script, *args]) for _ in range(int(workers))]
+sys.exit(max(p.wait() for p in procs))
+"""
+
+
 def start_client_pod(name: str, seconds: float, rate: float, workers: int = 1) -> str:
     """A pod (inference image: it has Python) sending steady /predict requests to the
     inference Service for `seconds`, printing a JSON summary per worker at the end."""
     service = get("service", selector="app.kubernetes.io/component=inference")["items"][0]
     port = service["spec"]["ports"][0]["port"]
     url = f"http://{service['metadata']['name']}.{NAMESPACE}.svc:{port}"
-    script = STEADY_CLIENT
-    command = (
-        " & ".join([f"python -c {shlex.quote(script)} {url} {seconds} {rate}"] * workers)
-        + " ; wait"
-    )
     kubectl("delete", "pod", name, "-n", NAMESPACE, "--ignore-not-found", "--wait=true")
-    overrides = _restricted_pod(name, ["sh", "-c", command])
+    # The inference image has no shell: Python starts the workers and waits for them.
+    overrides = _restricted_pod(
+        name,
+        ["python", "-c", CLIENT_WORKERS, str(workers), STEADY_CLIENT, url, str(seconds), str(rate)],
+    )
     kubectl(
         "run",
         name,
