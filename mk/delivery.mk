@@ -19,7 +19,7 @@ TEST_EXTRA += delivery-test
 .PHONY: actionlint
 actionlint: ## Lint the GitHub workflows (actionlint, pinned, built into .cache/bin)
 	hack/tools.sh actionlint
-	$(TOOLS)/actionlint -color=never
+	$(TOOLS)/actionlint -no-color
 
 .PHONY: bandit
 bandit: $(STAMP) ## Bandit over the Python packages: fails on a medium or high finding (BANDIT_SARIF=file too)
