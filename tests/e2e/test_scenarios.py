@@ -127,7 +127,9 @@ def test_1_helm_install(figures: dict[str, Any]) -> None:
             ["make", "-C", str(kube.ROOT), "image-check-built", f"IMAGE_CHECK_TAG={tag}"],
             timeout=900,
         )
-        figures["image_check"] = output.strip().splitlines()[-1]
+        figures["image_check"] = next(
+            line.strip() for line in reversed(output.splitlines()) if " passed" in line
+        )
         figures["image_sizes_mb"] = {
             role: round(
                 int(kube.run(["docker", "image", "inspect", "-f", "{{.Size}}", image])) / 1e6
