@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings
 
 from app.settings import Settings as ServiceSettings
 from control.settings import ControlSettings
-from tests.chart.helm import scenarios
+from tests.chart.helm import pod_specs, scenarios
 from training.publish import GateSettings
 from training.settings import TrainingSettings
 
@@ -43,19 +43,11 @@ def _names(settings: type[BaseSettings]) -> set[str]:
 def _pod_specs(objects: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     """Every pod spec of a rendered release, the training Job template the control plane
     publishes in a ConfigMap included."""
-    specs = []
+    specs = [(obj["metadata"]["name"], spec) for obj in objects for spec in pod_specs(obj)]
     for obj in objects:
-        kind, name = obj["kind"], obj["metadata"]["name"]
-        spec = obj.get("spec") or {}
-        if kind == "CronJob":
-            specs.append((name, spec["jobTemplate"]["spec"]["template"]["spec"]))
-        elif kind in {"Deployment", "StatefulSet", "DaemonSet", "Job"}:
-            specs.append((name, spec["template"]["spec"]))
-        elif kind == "Pod":
-            specs.append((name, spec))
-        elif kind == "ConfigMap" and "job.yaml" in obj.get("data", {}):
+        if obj["kind"] == "ConfigMap" and "job.yaml" in obj.get("data", {}):
             job = yaml.safe_load(obj["data"]["job.yaml"])
-            specs.append((f"{name}/job.yaml", job["spec"]["template"]["spec"]))
+            specs += [(f"{obj['metadata']['name']}/job.yaml", spec) for spec in pod_specs(job)]
     return specs
 
 
