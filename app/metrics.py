@@ -87,6 +87,50 @@ PREDICTION_LOG_QUEUE = Gauge(
     "mlstack_prediction_log_queue", "Prediction records waiting to be shipped."
 )
 
+SHADOW_MODEL_INFO = Gauge(
+    "mlstack_shadow_model_info",
+    "The version loaded beside the live one as its shadow (value 1).",
+    ["name", "version", "alias"],
+)
+_PAIR = ["live_version", "shadow_version"]
+SHADOW_ROWS = Counter(
+    "mlstack_shadow_rows", "Rows the shadow predicted, by live and shadow version.", _PAIR
+)
+SHADOW_AGREED = Counter(
+    "mlstack_shadow_agreed_rows",
+    "Shadowed rows whose shadow label is the live label (agreement: this ÷ mlstack_shadow_rows).",
+    _PAIR,
+)
+SHADOW_DIFFERENCE = Histogram(
+    "mlstack_shadow_probability_difference",
+    "Absolute difference of the live and the shadow probability of the live model's predicted "
+    "class, per shadowed row.",
+    _PAIR,
+    buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0),
+)
+SHADOW_PREDICTIONS = Counter(
+    "mlstack_shadow_predictions",
+    "Shadowed rows by the shadow's predicted class.",
+    [*_PAIR, "class"],
+)
+SHADOW_DURATION = Histogram(
+    "mlstack_shadow_duration_seconds",
+    "Time of one shadow prediction call (it predicts every queued request of a pair at once).",
+    _PAIR,
+    buckets=LATENCY_BUCKETS,
+)
+SHADOW_DROPPED = Counter(
+    "mlstack_shadow_dropped",
+    "Sampled requests the shadow did not predict: queue_full (the queue was full) or error.",
+    [*_PAIR, "reason"],
+)
+SHADOW_QUEUE = Gauge("mlstack_shadow_queue", "Requests waiting for the shadow.")
+WEBHOOKS = Counter(
+    "mlstack_webhooks",
+    "MLflow webhook deliveries by outcome (accepted, ignored, or the refusal's status).",
+    ["outcome"],
+)
+
 for _outcome in ("success", "failed", "refused"):
     RELOADS.labels(_outcome)
 

@@ -7,6 +7,9 @@ request that started on the old model finishes on it; a swap is one reference as
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +25,7 @@ from app.drift import DriftWindow, FeatureRanges
 from app.errors import ModelLoadError, ModelRefused
 from app.predictors import Predictor, load_predictor
 from app.registry import Registry, RegistryUnavailable, VersionRef
-from app.settings import Settings
+from app.settings import Settings, Traffic
 from training import contract, mlmodel
 
 log = structlog.get_logger("app.model_store")
@@ -63,7 +66,10 @@ class LoadedModel:
         return self.ref.version
 
     def __post_init__(self) -> None:
-        header = ((b"x-model-version", self.ref.version.encode()),)
+        header = (
+            (b"x-model-version", self.ref.version.encode()),
+            (b"x-model-alias", self.ref.alias.encode()),
+        )
         object.__setattr__(self, "version_header", header)
 
 
@@ -190,6 +196,18 @@ class ModelStore:
         self.last_error: str | None = None
         # The version the alias points to that was refused while another one serves, and why.
         self.refused: tuple[str, str] | None = None
+        # The shadow alias's version, loaded beside the live one (None: none to load, or off).
+        self.shadow: LoadedModel | None = None
+        self.shadow_error: str | None = None
+        self.traffic: Traffic = read_traffic(settings.traffic_file, settings.traffic())
+        self._traffic_stamp = _stamp(settings.traffic_file)
+        self._wake = asyncio.Event()
+        # Called with (live, shadow) whenever either changes (the shadow queue's figures).
+        self.on_pair: Callable[[LoadedModel | None, LoadedModel | None], None] | None = None
+
+    def wake(self) -> None:
+        """Check the aliases now instead of at the next poll (a webhook delivery)."""
+        self._wake.set()
 
     def close(self) -> None:
         self._registry.close()
@@ -201,15 +219,27 @@ class ModelStore:
         """
         s = self.settings
         ref = await asyncio.to_thread(self._registry.resolve, s.model_name, s.model_alias)
+        swapped = await self._follow_live(ref)
+        await self._follow_shadow()
+        return swapped
+
+    async def _follow_live(self, ref: VersionRef) -> bool:
         live = self.current
         if live is not None and live.ref.key == ref.key:
+            if live.ref != ref:  # the same files under a changed alias or run data
+                self.current = dataclasses.replace(live, ref=ref)
             self.refused = None
             return False
         if ref.key in self._refused:
             return False
         started = time.perf_counter()
+        shadow = self.shadow
         try:
-            candidate = await asyncio.to_thread(self._download_and_load, ref)
+            if shadow is not None and shadow.ref.key == ref.key:
+                # The shadow's version was promoted: it is loaded and checked already.
+                candidate = dataclasses.replace(shadow, ref=ref, loaded_at=time.time())
+            else:
+                candidate = await asyncio.to_thread(self._download_and_load, ref)
             if live is not None and candidate.features != live.features:
                 raise ModelRefused(
                     f"v{ref.version} expects features {list(candidate.features)}, "
@@ -246,6 +276,100 @@ class ModelStore:
         self.last_error = None
         return True
 
+    async def _follow_shadow(self) -> None:
+        """Load the shadow alias's version beside the live one when the traffic needs it and
+        it is another version; drop it otherwise. Never touches `current`, so it never blocks
+        readiness. A shadow that cannot be loaded is logged and left out."""
+        s, live = self.settings, self.current
+        if not s.shadow_alias or not self.traffic.active or live is None:
+            self._set_shadow(None)
+            return
+        try:
+            ref = await asyncio.to_thread(self._registry.resolve, s.model_name, s.shadow_alias)
+        except ModelLoadError:  # the alias does not exist (yet): nothing to shadow
+            self.shadow_error = None
+            self._set_shadow(None)
+            return
+        if ref.key == live.ref.key:
+            self.shadow_error = None
+            self._set_shadow(None)
+            return
+        shadow = self.shadow
+        if shadow is not None and shadow.ref.key == ref.key:
+            return
+        if ref.key in self._refused:
+            self._set_shadow(None)
+            return
+        try:
+            candidate = await asyncio.to_thread(self._download_and_load, ref)
+            if candidate.features != live.features:
+                raise ModelRefused(
+                    f"v{ref.version} expects features {list(candidate.features)}, "
+                    f"the live v{live.version} {list(live.features)}"
+                )
+        except ModelRefused as exc:
+            self._refused.add(ref.key)
+            self.shadow_error = str(exc)
+            log.error("shadow.refused", alias=ref.alias, version=ref.version, reason=str(exc))
+            self._set_shadow(None)
+            return
+        except ModelLoadError as exc:
+            self.shadow_error = str(exc)
+            log.error("shadow.load_failed", alias=ref.alias, version=ref.version, reason=str(exc))
+            self._set_shadow(None)
+            return
+        self.shadow_error = None
+        self._set_shadow(candidate)
+        log.info(
+            "shadow.loaded",
+            alias=ref.alias,
+            version=ref.version,
+            live=live.version,
+            shadow_percent=self.traffic.shadow_percent,
+            canary_percent=self.traffic.canary_percent,
+        )
+
+    def _set_shadow(self, shadow: LoadedModel | None) -> None:
+        old = self.shadow
+        if old is shadow:
+            return
+        self.shadow = shadow
+        if old is not None:
+            metrics.SHADOW_MODEL_INFO.remove(old.ref.name, old.version, old.ref.alias)
+            if shadow is None:
+                log.info("shadow.unloaded", version=old.version)
+        if shadow is not None:
+            ref = shadow.ref
+            metrics.SHADOW_MODEL_INFO.labels(ref.name, ref.version, ref.alias).set(1)
+        if self.on_pair is not None:
+            self.on_pair(self.current, shadow)
+
+    async def watch_traffic(self, interval: float = 1.0) -> None:
+        """Re-read MLSTACK_TRAFFIC_FILE when it changes (a ConfigMap update swaps it); a bad
+        file is logged and the shares in force stay. Runs until cancelled."""
+        path = self.settings.traffic_file
+        if path is None:
+            return
+        while True:
+            await asyncio.sleep(interval)
+            stamp = _stamp(path)
+            if stamp == self._traffic_stamp:
+                continue
+            self._traffic_stamp = stamp
+            try:
+                traffic = read_traffic(path, self.settings.traffic())
+            except ValueError as exc:
+                log.error("traffic.unreadable", path=str(path), error=str(exc))
+                continue
+            if traffic != self.traffic:
+                log.info(
+                    "traffic.changed",
+                    shadow_percent=traffic.shadow_percent,
+                    canary_percent=traffic.canary_percent,
+                )
+                self.traffic = traffic
+                self.wake()  # load or drop the shadow at once
+
     def _download_and_load(self, ref: VersionRef) -> LoadedModel:
         directory = self._registry.download(ref, self.settings.cache_dir)
         run_metrics = self._registry.run_metrics(ref.run_id)
@@ -261,6 +385,11 @@ class ModelStore:
         metrics.DRIFT_WINDOW_ROWS.set(0)
         metrics.MODEL_INFO.labels(candidate.ref.name, candidate.version, candidate.ref.alias).set(1)
         metrics.MODEL_LOADED.set(1)
+        shadow = self.shadow
+        if shadow is not None and shadow.ref.key == candidate.ref.key:
+            self._set_shadow(None)  # promoted: it is the live model now
+        elif self.on_pair is not None:
+            self.on_pair(candidate, shadow)
 
     async def run(self) -> None:
         """Follow the alias forever: every poll interval with a model, with exponential
@@ -285,7 +414,54 @@ class ModelStore:
                 log.exception("model.refresh_crashed")
             if self.current is not None:
                 delay = 1.0
-                await asyncio.sleep(self.settings.poll_seconds)
+                await self._sleep(self.settings.poll_seconds)
             else:
-                await asyncio.sleep(delay)
+                await self._sleep(delay)
                 delay = min(delay * 2, self.settings.retry_max_seconds)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait `seconds`, or less when `wake` is called."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        self._wake.clear()
+
+
+def _stamp(path: Path | None) -> tuple[int, int, int] | None:
+    """What changes when a file is replaced or rewritten (None: absent or unset)."""
+    if path is None:
+        return None
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_ino, info.st_mtime_ns, info.st_size
+
+
+_TRAFFIC_KEYS = ("shadow_percent", "canary_percent")
+
+
+def read_traffic(path: Path | None, default: Traffic) -> Traffic:
+    """The shares of MLSTACK_TRAFFIC_FILE, each key falling back to `default`; `default` without
+    a file. Raises ValueError naming the key or the file at fault."""
+    if path is None or not path.exists():
+        return default
+    try:
+        data = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise ValueError(f"MLSTACK_TRAFFIC_FILE {path}: unreadable JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"MLSTACK_TRAFFIC_FILE {path}: expected an object with {_TRAFFIC_KEYS}")
+    unknown = sorted(set(data) - set(_TRAFFIC_KEYS))
+    if unknown:
+        raise ValueError(
+            f"MLSTACK_TRAFFIC_FILE {path}: unknown keys {unknown}; known: {list(_TRAFFIC_KEYS)}"
+        )
+    values = {}
+    for key in _TRAFFIC_KEYS:
+        value = data.get(key, getattr(default, key))
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
+            raise ValueError(
+                f"MLSTACK_TRAFFIC_FILE {path}: {key} must be a number from 0 to 100, not {value!r}"
+            )
+        values[key] = float(value)
+    return Traffic(**values)

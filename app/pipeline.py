@@ -9,6 +9,7 @@ log and the request log line need (the `RequestContext`).
 
 from __future__ import annotations
 
+import random
 from abc import ABC, abstractmethod
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -19,6 +20,7 @@ from app.errors import ModelNotFound, NotReady, ServiceError
 from app.metrics import observe_many, observe_one
 from app.model_store import LoadedModel, ModelStore
 from app.settings import Limits
+from app.shadow import Job, ShadowQueue, canary_bucket
 from kernel.keys import ApiKeyCheck
 from kernel.requests import ClientDisconnected, Headers, Receive, Send, read_body
 
@@ -199,12 +201,35 @@ def observe(model: LoadedModel, rows: np.ndarray, prediction: Prediction) -> Non
 class Pipeline:
     """Serves one prediction request of any protocol."""
 
-    def __init__(self, store: ModelStore, auth: ApiKeyCheck, limits: Limits) -> None:
+    def __init__(
+        self,
+        store: ModelStore,
+        auth: ApiKeyCheck,
+        limits: Limits,
+        shadow: ShadowQueue | None = None,
+    ) -> None:
         self.store = store
         self.auth = auth
         self.limits = limits
+        self.shadow = shadow
         self._model_name = store.settings.model_name
         self._refuse_out_of_range = store.settings.refuse_out_of_range
+        header = store.settings.canary_header
+        self._canary_header = header.lower().encode("latin-1") if header else None
+
+    def _canary(self, context: RequestContext, headers: Headers, percent: float) -> bool:
+        """Whether this request goes to the canary: a stable pick by its key (the named
+        header's value, else its request id), so a key always gets the same side."""
+        key = None
+        wanted = self._canary_header
+        if wanted is not None:
+            for name, value in headers:
+                if name == wanted:
+                    key = value
+                    break
+        if key is None:
+            key = context.request_id.encode("latin-1", "replace")
+        return canary_bucket(key) < percent * 100
 
     async def __call__(
         self,
@@ -225,9 +250,18 @@ class Pipeline:
             body = await read_body(
                 receive, declared, self.limits.max_body_bytes, "MLSTACK_MAX_BODY_BYTES"
             )
-            model = self.store.current  # read once: this request finishes on this model
+            store = self.store
+            model = store.current  # read once: this request finishes on this model
             if model is None:
                 raise NotReady("no model is loaded yet")
+            shadow = store.shadow
+            if shadow is not None:
+                traffic = store.traffic
+                canary, sampled = traffic.canary_percent, traffic.shadow_percent
+                if canary and self._canary(context, headers, canary):
+                    model, shadow = shadow, None  # the challenger answers this one itself
+                elif not sampled or random.random() * 100 >= sampled:  # nosec B311: a sample
+                    shadow = None
             context.model_name = model.ref.name
             context.model_version = model.version
             if context.params:  # a route naming the model (V2, KServe V1)
@@ -251,6 +285,10 @@ class Pipeline:
         response = protocol.render(state, prediction, model)
         context.status = response.status
         await send_response(send, response, (*model.version_header, id_header))
+        if shadow is not None and self.shadow is not None:  # after the answer is sent
+            self.shadow.offer(
+                Job(model, shadow, rows, prediction.top, prediction.confidence, context.request_id)
+            )
 
 
 def _content_headers(headers: Headers) -> tuple[bytes, bytes | None]:

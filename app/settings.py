@@ -39,6 +39,19 @@ class PredictionLogSettings:
 
 
 @dataclass(frozen=True)
+class Traffic:
+    """The live shares of the challenger: shadowed and canary requests, in percent."""
+
+    shadow_percent: float
+    canary_percent: float
+
+    @property
+    def active(self) -> bool:
+        """Whether the shadow alias's version is needed at all."""
+        return self.shadow_percent > 0 or self.canary_percent > 0
+
+
+@dataclass(frozen=True)
 class ProtocolSettings:
     """Choices of the protocol renderers."""
 
@@ -156,6 +169,50 @@ class Settings(BaseSettings):
         description="Newest `ai.onnx.ml` opset an ONNX model may import (unset: the newest the "
         "installed onnxruntime supports; it can only lower that bound).",
     )
+    shadow_alias: str = Field(
+        contract.ALIAS_CHALLENGER,
+        description="Alias loaded beside the live model as its shadow (and the canary), when it "
+        "points at another version; empty: never loaded.",
+    )
+    shadow_percent: float = Field(
+        10.0,
+        ge=0,
+        le=100,
+        description="Share of requests (percent) the shadow predicts too, after the answer is "
+        "sent; 0 turns the shadow off (MLSTACK_TRAFFIC_FILE overrides it live).",
+    )
+    shadow_queue: int = Field(
+        1000, ge=1, description="Requests waiting for the shadow; more are dropped and counted."
+    )
+    canary_percent: float = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description="Share of requests (percent) answered by the shadow alias's version itself "
+        "(MLSTACK_TRAFFIC_FILE overrides it live).",
+    )
+    canary_header: str | None = Field(
+        None,
+        description="Header whose value picks a request's side of the canary (sticky per "
+        "value); unset or absent from a request: its request id.",
+    )
+    traffic_file: Path | None = Field(
+        None,
+        description='JSON file `{"shadow_percent": .., "canary_percent": ..}`, re-read when it '
+        "changes (a mounted ConfigMap): the shares change with no restart.",
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, description="Secret MLflow signs webhook deliveries with (enables the receiver)."
+    )
+    webhook_secret_file: Path | None = Field(
+        None, description="File holding that secret, e.g. a mounted Secret (enables it too)."
+    )
+    webhook_tolerance_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="Webhook deliveries whose timestamp is further than this from the clock are "
+        "refused (replayed delivery ids within it are refused too).",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level."
     )
@@ -176,6 +233,8 @@ class Settings(BaseSettings):
     def _one_key_source(self) -> Settings:
         if self.api_key is not None and self.api_key_file is not None:
             raise ValueError("set MLSTACK_API_KEY or MLSTACK_API_KEY_FILE, not both")
+        if self.webhook_secret is not None and self.webhook_secret_file is not None:
+            raise ValueError("set MLSTACK_WEBHOOK_SECRET or MLSTACK_WEBHOOK_SECRET_FILE, not both")
         if self.drift_min_rows > self.drift_window:
             raise ValueError("MLSTACK_DRIFT_MIN_ROWS cannot exceed MLSTACK_DRIFT_WINDOW")
         return self
@@ -222,6 +281,20 @@ class Settings(BaseSettings):
             setting="MLSTACK_PREDICTION_LOG_API_KEY_FILE",
             name="the prediction log's API key",
         )
+
+    def webhook_secret_source(self) -> KeySource | None:
+        """The webhook secret (a file's is re-read when it changes), None when the receiver is
+        off. Raises ValueError for an empty secret or an unreadable file."""
+        literal = self.webhook_secret.get_secret_value() if self.webhook_secret else None
+        return key_source(
+            literal,
+            self.webhook_secret_file,
+            setting="MLSTACK_WEBHOOK_SECRET_FILE",
+            name="the webhook secret",
+        )
+
+    def traffic(self) -> Traffic:
+        return Traffic(self.shadow_percent, self.canary_percent)
 
     def api_key_source(self) -> KeySource | None:
         """The API key (a file's is re-read when it changes), None when auth is off. Raises

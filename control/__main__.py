@@ -49,6 +49,26 @@ def _settings_flag(parser: argparse.ArgumentParser, *flags: str, field: str, **k
     )
 
 
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a share from 0 to 1 (e.g. 0.95)")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be 1 or more")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlstack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -100,6 +120,31 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("version", help="version number")
     p.add_argument("--alias", default=contract.ALIAS_CHAMPION, help="alias to move")
     p.add_argument("--force", action="store_true", help="move even when the signature differs")
+    p.add_argument(
+        "--min-agreement",
+        type=_share,
+        help="refuse unless the version, shadowed beside the alias's current version, agreed "
+        "with it on at least this share of rows (0 to 1; read from the control plane's log)",
+    )
+    p.add_argument(
+        "--min-rows",
+        type=_positive,
+        default=100,
+        help="shadowed rows --min-agreement needs (default %(default)s)",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = command(
+        "webhook",
+        commands.webhook,
+        "register (or bring in line) the MLflow webhook that pushes alias moves",
+        description="Creates the webhook named --name for model_version_alias.created and "
+        ".deleted, or updates it to this URL, secret and events: running it again changes "
+        "nothing else. Needs an MLflow account allowed to manage webhooks.",
+    )
+    p.add_argument("--url", required=True, help="where MLflow delivers (the control plane's)")
+    p.add_argument("--secret-file", required=True, help="file holding the signing secret")
+    p.add_argument("--name", default="mlstack", help="the webhook's name (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = command(

@@ -87,7 +87,7 @@ def inference_pods(core: Any, namespace: str, release: str | None) -> list[PodVi
     out = []
     for pod in sorted(pods, key=lambda p: p.metadata.name):
         ready = any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
-        port = _http_port(pod)
+        port = http_port(pod)
         out.append(
             PodView(
                 pod.metadata.name,
@@ -99,7 +99,7 @@ def inference_pods(core: Any, namespace: str, release: str | None) -> list[PodVi
     return out
 
 
-def _http_port(pod: Any) -> int | None:
+def http_port(pod: Any) -> int | None:
     return next(
         (p.container_port for c in pod.spec.containers for p in c.ports or [] if p.name == "http"),
         None,

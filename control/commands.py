@@ -148,16 +148,53 @@ def _say_change(change: Any, verb: str) -> None:
     print(f"{change.alias} of {change.model}: {before} -> v{change.version} {verb}{forced}")
 
 
+def _agreement_source(settings: ControlSettings) -> Any:
+    """(version, live version) → their Agreement, read from the control plane's log."""
+    from control.schemas import Agreement
+
+    control = _control(settings)
+
+    def source(version: str, live: str) -> Agreement:
+        params = {"model_version": version, "live_version": live}
+        return Agreement.model_validate(control.get("/v1/predictions/agreement", params))
+
+    return source
+
+
 def promote(settings: ControlSettings, args: argparse.Namespace) -> int:
     from control import registry
 
+    bar = None
+    if args.min_agreement is not None:
+        bar = registry.AgreementBar(args.min_agreement, args.min_rows, _agreement_source(settings))
     change = registry.move_alias(
-        _mlflow(settings), args.name, args.alias, args.version, args.force, f"cli:{_user()}"
+        _mlflow(settings), args.name, args.alias, args.version, args.force, f"cli:{_user()}", bar
     )
     if args.json:
         _json(change)
     else:
         _say_change(change, "promoted")
+    return EXIT_OK
+
+
+def webhook(settings: ControlSettings, args: argparse.Namespace) -> int:
+    """Create or update the alias webhook (idempotent: found by name)."""
+    from pathlib import Path
+
+    from control.errors import InvalidInput
+    from control.registry import ensure_webhook
+
+    try:
+        secret = Path(args.secret_file).read_text().strip()
+    except OSError as exc:
+        raise InvalidInput(f"--secret-file {args.secret_file}: {exc.strerror}") from None
+    if not secret:
+        raise InvalidInput(f"--secret-file {args.secret_file} is empty")
+    result = ensure_webhook(_mlflow(settings), args.name, args.url, secret)
+    if args.json:
+        _json(result)
+    else:
+        print(f"webhook {result['name']} ({result['id']}) {result['outcome']}: {result['url']}")
     return EXIT_OK
 
 
@@ -341,6 +378,14 @@ def status(settings: ControlSettings, args: argparse.Namespace) -> int:
                 "total"
             ],
         }
+        aliases = report.get("model", {}).get("aliases", {})
+        champion = aliases.get(contract.ALIAS_CHAMPION)
+        challenger = aliases.get(contract.ALIAS_CHALLENGER)
+        if champion and challenger and champion["version"] != challenger["version"]:
+            params = {"model_version": challenger["version"], "live_version": champion["version"]}
+            report["model"]["challenger_agreement"] = control.get(
+                "/v1/predictions/agreement", params
+            )
     except ControlPlaneError as exc:
         report["control_plane"]["error"] = str(exc)
 
@@ -495,6 +540,21 @@ def _print_status(report: dict[str, Any], *main_aliases: str) -> None:
         for alias in main_aliases:
             if "error" not in model and alias not in aliases:
                 lines.append((f"  {alias}", "-"))
+        agreement = model.get("challenger_agreement")
+        if agreement is not None:
+            share = agreement["agreement"]
+            lines.append(
+                (
+                    "  agreement",
+                    f"challenger v{agreement['model_version']} with champion "
+                    f"v{agreement['live_version']}: "
+                    + (
+                        f"{share:.4f} over {agreement['rows']} shadowed rows"
+                        if share is not None
+                        else "no shadowed rows yet"
+                    ),
+                )
+            )
     control = report["control_plane"]
     if "error" in control:
         lines.append(("control plane", f"{control['url']} UNREACHABLE ({control['error']})"))

@@ -55,6 +55,18 @@ for _outcome in ("success", "error"):
     RECORDS_INGESTED.labels(_outcome)
 for _result in ("accepted", "invalid", "too_large"):
     BATCHES.labels(_result)
+WEBHOOKS = Counter(
+    "mlstack_control_webhooks",
+    "MLflow webhook deliveries by outcome (relayed, ignored, or the refusal's status).",
+    ["outcome"],
+)
+WEBHOOK_RELAYS = Counter(
+    "mlstack_control_webhook_relays",
+    "Relays of a delivery to one inference pod, by result (delivered: it answered 200).",
+    ["result"],
+)
+for _result in ("delivered", "failed"):
+    WEBHOOK_RELAYS.labels(_result)
 for _outcome in ("success", "failed"):
     RETENTION_RUNS.labels(_outcome)
 for _action in ("promote", "rollback"):

@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, Engine, Select, delete, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from control import metrics
-from control.schemas import PredictionQuery, PredictionRecord
+from control.schemas import Agreement, PredictionQuery, PredictionRecord
 from control.tables import PredictionRow
 
 log = structlog.get_logger("control.prediction_log")
@@ -54,6 +54,30 @@ class PredictionLog:
             total = connection.execute(count_statement(q)).scalar_one()
             rows = connection.execute(page_statement(q))
             return int(total), [dict(row._mapping) for row in rows]
+
+    def agreement(
+        self, model_version: str, live_version: str | None = None, since: float | None = None
+    ) -> Agreement:
+        """How often `model_version`'s shadow records agreed with the answers (beside
+        `live_version` only, when given; from `since`, when given)."""
+        where = [_T.shadow.is_(True), _T.model_version == model_version]
+        if live_version is not None:
+            where.append(_T.live_version == live_version)
+        if since is not None:
+            where.append(_T.time >= since)
+        statement = select(
+            func.coalesce(func.sum(_T.rows), 0), func.coalesce(func.sum(_T.agreed_rows), 0)
+        ).where(*where)
+        with self.engine.connect() as connection:
+            total, matched = connection.execute(statement).one()
+        rows, agreed = int(total or 0), int(matched or 0)
+        return Agreement(
+            model_version=model_version,
+            live_version=live_version,
+            rows=rows,
+            agreed_rows=agreed,
+            agreement=agreed / rows if rows else None,
+        )
 
     def purge(self, before: float, chunk: int = 10_000) -> int:
         """Delete records older than `before` (epoch seconds) in chunks, each its own short
@@ -98,6 +122,8 @@ def _conditions(q: PredictionQuery) -> list[ColumnElement[bool]]:
         where.append(_T.error_source == q.source)
     if q.model_version is not None:
         where.append(_T.model_version == q.model_version)
+    if q.shadow is not None:
+        where.append(_T.shadow.is_(q.shadow))
     if q.since is not None:
         where.append(_T.time >= q.since)
     if q.until is not None:

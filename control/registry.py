@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from control.errors import Conflict, InvalidInput, NotFound, RegistryUnavailable
 from control.render import epoch_to_iso
 from control.schemas import (
     Adoption,
+    Agreement,
     AliasChange,
     BestRun,
     ExperimentView,
@@ -192,14 +193,56 @@ def _features(client: MlflowClient, name: str, version: str) -> tuple[str, ...]:
         ) from exc
 
 
+# (shadowed version, the version that answered) → their agreement in the prediction log.
+AgreementSource = Callable[[str, str], Agreement]
+
+
+@dataclasses.dataclass(frozen=True)
+class AgreementBar:
+    """`mlstack promote --min-agreement --min-rows`: what the live agreement must show."""
+
+    min_agreement: float
+    min_rows: int
+    source: AgreementSource
+
+    def check(self, name: str, alias: str, version: str, previous: str | None) -> Agreement:
+        """The agreement that clears the bar; Conflict naming what is missing otherwise."""
+        if previous is None:
+            raise Conflict(
+                f"{alias} of {name} points to no version: there is nothing v{version} could "
+                "have been shadowed beside; promote without --min-agreement"
+            )
+        found = self.source(version, previous)
+        if found.rows < self.min_rows:
+            raise Conflict(
+                f"v{version} has {found.rows} shadowed rows beside v{previous}, fewer than "
+                f"--min-rows {self.min_rows}: let the shadow see more traffic "
+                "(MLSTACK_SHADOW_PERCENT) or lower --min-rows"
+            )
+        assert found.agreement is not None  # rows > 0
+        if found.agreement < self.min_agreement:
+            raise Conflict(
+                f"v{version} agreed with v{previous} on {found.agreement:.4f} of "
+                f"{found.rows} shadowed rows, below --min-agreement {self.min_agreement}"
+            )
+        return found
+
+
 def move_alias(
-    client: MlflowClient, name: str, alias: str, version: str, force: bool, by: str
+    client: MlflowClient,
+    name: str,
+    alias: str,
+    version: str,
+    force: bool,
+    by: str,
+    bar: AgreementBar | None = None,
 ) -> AliasChange:
     """Point `alias` of `name` at `version` and remember the previous holder on the version.
 
     Refused (Conflict) when the version's features differ from the current holder's, or a
-    manifest cannot be read, unless `force`. NotFound for a missing model or version. The alias
-    moves last: a refusal or failure changes nothing.
+    manifest cannot be read, unless `force`; and, with `bar`, when its live agreement with the
+    current holder is short of it (`force` does not pass that). NotFound for a missing model or
+    version. The alias moves last: a refusal or failure changes nothing.
     """
     _quoted(name)
     with _mlflow(f"version {version} of model {name!r}"):
@@ -207,6 +250,16 @@ def move_alias(
     with _mlflow(f"registered model {name!r}"):
         current = alias_version(client, name, alias)
     previous = None if current is None else str(current.version)
+    if bar is not None and previous != str(target.version):
+        found = bar.check(name, alias, str(target.version), previous)
+        log.info(
+            "promote.agreement",
+            model=name,
+            version=version,
+            previous=previous,
+            agreement=found.agreement,
+            rows=found.rows,
+        )
     if previous == str(target.version):
         metrics.ALIAS_CHANGES.labels("promote", "unchanged").inc()
         return AliasChange(
@@ -301,3 +354,32 @@ def adopt(
         raise InvalidInput(str(exc)) from exc
     log.info("version.adopted", model=name, version=version, changed=done.changed, onnx=done.onnx)
     return Adoption(**dataclasses.asdict(done))
+
+
+WEBHOOK_EVENTS = ("model_version_alias.created", "model_version_alias.deleted")
+
+
+def ensure_webhook(client: MlflowClient, name: str, url: str, secret: str) -> dict[str, str]:
+    """The alias webhook named `name`, created or brought in line with `url`, the secret and
+    the alias events (ACTIVE). Idempotent: an existing one is updated, never duplicated.
+    MLflow keeps no way to read a secret back, so it is set on every run."""
+    events: list[Any] = list(WEBHOOK_EVENTS)
+    with _mlflow("the webhooks"):
+        found = None
+        token: str | None = None
+        while found is None:
+            page = client.list_webhooks(max_results=100, page_token=token)
+            found = next((w for w in page if w.name == name), None)
+            token = page.token
+            if not token:
+                break
+        if found is None:
+            hook = client.create_webhook(name=name, url=url, events=events, secret=secret)
+            outcome = "created"
+        else:
+            hook = client.update_webhook(
+                found.webhook_id, url=url, events=events, secret=secret, status="ACTIVE"
+            )
+            outcome = "updated"
+    log.info("webhook.registered", name=name, url=url, outcome=outcome)
+    return {"name": name, "id": str(hook.webhook_id), "url": url, "outcome": outcome}

@@ -104,6 +104,15 @@ class PredictionRecord(BaseModel):
     labels: list[str]
     confidences: list[Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]]
     features: list[list[FiniteFloat]] | None = None
+    shadow: bool = Field(
+        False, description="A shadow prediction: the shadow alias's version, not the answer."
+    )
+    live_version: Text | None = Field(
+        None, max_length=64, description="Of a shadow record: the version that answered."
+    )
+    agreed_rows: int | None = Field(
+        None, ge=0, le=MAX_ROWS, description="Of a shadow record: rows whose label it shared."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> PredictionRecord:
@@ -114,6 +123,12 @@ class PredictionRecord(BaseModel):
             )
         if self.outcome == "success" and self.error_source is not None:
             raise ValueError("error_source must be null when outcome is 'success'")
+        if self.shadow != (self.live_version is not None and self.agreed_rows is not None):
+            raise ValueError(
+                "live_version and agreed_rows are set on shadow records only, and both"
+            )
+        if self.agreed_rows is not None and self.agreed_rows > self.rows:
+            raise ValueError(f"agreed_rows ({self.agreed_rows}) exceeds rows ({self.rows})")
         if len(self.labels) != len(self.confidences):
             raise ValueError(
                 f"labels ({len(self.labels)}) and confidences ({len(self.confidences)}) "
@@ -181,6 +196,9 @@ class PredictionQuery(BaseModel):
     since: TimeBound = Field(None, description="From this time, inclusive.")
     until: TimeBound = Field(None, description="Before this time.")
     model_version: Text | None = Field(None, max_length=64)
+    shadow: bool | None = Field(
+        None, description="true: shadow records only; false: answers only; unset: both."
+    )
     limit: int = Field(50, ge=1, le=MAX_PAGE)
     offset: int = Field(0, ge=0, le=MAX_OFFSET)
 
@@ -214,6 +232,16 @@ class AliasMove(BaseModel):
         AfterValidator(version_number),
     ]
     force: bool = Field(False, description="Move even when the signatures differ.")
+    min_agreement: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Refuse unless the version, shadowed beside the alias's current version, "
+        "agreed with it on at least this share of rows (from the prediction log).",
+    )
+    min_rows: int = Field(
+        100, ge=1, description="Shadowed rows min_agreement needs before it can pass."
+    )
 
 
 class Rollback(BaseModel):
@@ -246,8 +274,23 @@ class ModelVersionView(BaseModel):
     previous: dict[str, str] = Field(description="Alias → the version it held before this one.")
 
 
+class Agreement(BaseModel):
+    """How often a shadowed version agreed with the version that answered (prediction log)."""
+
+    model_version: str
+    live_version: str | None = Field(description="null: against every version that answered.")
+    rows: int
+    agreed_rows: int
+    agreement: float | None = Field(description="agreed_rows / rows; null without rows.")
+
+
 class ModelDetail(ModelSummary):
     versions: list[ModelVersionView] = Field(description="Newest first.")
+    challenger_agreement: Agreement | None = Field(
+        None,
+        description="The challenger's live agreement with the champion, from its shadowed "
+        "requests; null without both aliases or without the prediction log.",
+    )
 
 
 class BestRun(BaseModel):

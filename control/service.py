@@ -18,11 +18,12 @@ from control import log as control_log
 from control.database import describe, migrate, open_engine
 from control.instrument import RequestMetrics
 from control.prediction_log import PredictionLog, apply_retention
-from control.routes import experiments, health, models, predictions, training_jobs
+from control.routes import experiments, health, models, predictions, training_jobs, webhooks
 from control.settings import ControlSettings
 from control.training_jobs import TrainingJobs
 from kernel.keys import ApiKeyCheck
 from kernel.version import version
+from kernel.webhooks import DeliveryCheck
 
 log = structlog.get_logger("control.service")
 
@@ -34,6 +35,8 @@ def create_app(settings: ControlSettings | None = None) -> FastAPI:
     settings = settings or ControlSettings()
     control_log.configure(settings.log_level)
     auth = ApiKeyCheck(settings.api_key_source(), settings.api_key_header)
+    secret = settings.webhook_secret_source()
+    deliveries = DeliveryCheck(secret, settings.webhook_tolerance_seconds) if secret else None
     engine = open_engine(settings.database_url())
     store = PredictionLog(engine)
 
@@ -46,6 +49,7 @@ def create_app(settings: ControlSettings | None = None) -> FastAPI:
             schema=revision,
             tracking_uri=settings.tracking_uri,
             auth=auth.enabled,
+            webhooks=deliveries is not None,
             retention_days=settings.retention_days,
         )
         if not auth.enabled:
@@ -79,7 +83,8 @@ def create_app(settings: ControlSettings | None = None) -> FastAPI:
     api.state.prediction_log = store
     api.state.mlflow = MlflowClient(settings.tracking_uri)
     api.state.training_jobs = TrainingJobs(settings)
-    for module in (health, predictions, models, experiments, training_jobs):
+    api.state.webhooks = deliveries
+    for module in (health, predictions, models, experiments, training_jobs, webhooks):
         api.include_router(module.router)
     errors.install(api)
 

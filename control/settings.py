@@ -93,6 +93,23 @@ class ControlSettings(BaseSettings):
     training_log_lines: int = Field(
         20, ge=0, le=1000, description="Last log lines GET /v1/training-jobs/{id} returns."
     )
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="Secret MLflow signs webhook deliveries with (enables POST "
+        "/v1/webhooks/mlflow, which relays alias events to every inference pod).",
+    )
+    webhook_secret_file: Path | None = Field(
+        None, description="File holding that secret, e.g. a mounted Secret (enables it too)."
+    )
+    webhook_tolerance_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="Deliveries whose timestamp is further than this from the clock are "
+        "refused (replayed delivery ids within it are refused too).",
+    )
+    webhook_relay_timeout_seconds: float = Field(
+        5.0, gt=0, description="Timeout of relaying one delivery to one inference pod."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level."
     )
@@ -107,6 +124,21 @@ class ControlSettings(BaseSettings):
         if self.api_key is not None and self.api_key_file is not None:
             raise ValueError(f"set {ENV_PREFIX}API_KEY or {ENV_PREFIX}API_KEY_FILE, not both")
         return self
+
+    def webhook_secret_source(self) -> KeySource | None:
+        """The webhook secret (a file's is re-read when it changes), None when the receiver is
+        off. Raises ValueError for an empty secret or an unreadable file."""
+        if self.webhook_secret is not None and self.webhook_secret_file is not None:
+            raise ValueError(
+                f"set {ENV_PREFIX}WEBHOOK_SECRET or {ENV_PREFIX}WEBHOOK_SECRET_FILE, not both"
+            )
+        literal = self.webhook_secret.get_secret_value() if self.webhook_secret else None
+        return key_source(
+            literal,
+            self.webhook_secret_file,
+            setting=f"{ENV_PREFIX}WEBHOOK_SECRET_FILE",
+            name="the webhook secret",
+        )
 
     def api_key_source(self) -> KeySource | None:
         """The key of every /v1 route (a file's is re-read when it changes), None when auth is

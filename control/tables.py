@@ -6,7 +6,18 @@ test checks that the migrations' result and these models agree.
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Float, Index, Integer, MetaData, SmallInteger, String
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    false,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Named constraints and indexes: migrations can refer to them on every backend.
@@ -45,6 +56,10 @@ class PredictionRow(Base):
     labels: Mapped[list[str]] = mapped_column(JSON)
     confidences: Mapped[list[float]] = mapped_column(JSON)
     features: Mapped[list[list[float]] | None] = mapped_column(JSON)
+    # A shadow prediction (the shadow alias's version beside `live_version`), not an answer.
+    shadow: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    live_version: Mapped[str | None] = mapped_column(String(64))
+    agreed_rows: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
         # A batch the sender retries after a lost answer is stored once.
@@ -53,4 +68,5 @@ class PredictionRow(Base):
         Index(None, "outcome", "time", "id"),
         Index(None, "error_source", "time", "id"),
         Index(None, "model_version", "time", "id"),
+        Index(None, "shadow", "model_version", "live_version", "time", "id"),
     )

@@ -125,20 +125,24 @@ def mlflow_auth_env(
 
 
 def start_mlflow(
-    directory: Path, port: int | None = None, admin_password: str | None = None
+    directory: Path,
+    port: int | None = None,
+    admin_password: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> Process:
     """A real `mlflow server`: SQLite backend and artifacts under `directory`, artifacts
     served by the server, trimmed to two processes (see the README's notes). With
-    `admin_password`, MLflow's basic-auth app runs: every call needs an account."""
+    `admin_password`, MLflow's basic-auth app runs: every call needs an account. `env` adds
+    to its environment (e.g. what webhook delivery to loopback needs)."""
     port = port or free_port()
     directory.mkdir(parents=True, exist_ok=True)
     url = f"http://127.0.0.1:{port}"
     command = mlflow_server_command(directory, port)
-    env = dict(MLFLOW_SERVER_ENV)
+    server_env = {**MLFLOW_SERVER_ENV, **(env or {})}
     if admin_password is not None:
         command += ["--app-name", "basic-auth"]
-        env.update(mlflow_auth_env(directory, admin_password))
-    process = start(command, directory / "mlflow.log", url, env=env)
+        server_env.update(mlflow_auth_env(directory, admin_password))
+    process = start(command, directory / "mlflow.log", url, env=server_env)
     probe = "/health" if admin_password is not None else "/api/2.0/mlflow/experiments/search"
     try:
         wait_until(

@@ -11,7 +11,7 @@ from pydantic import AfterValidator
 from starlette.concurrency import run_in_threadpool
 
 from control import registry
-from control.deps import CallerDep, ClientDep, SettingsDep, read_body
+from control.deps import CallerDep, ClientDep, LogDep, SettingsDep, read_body
 from control.errors import InvalidInput
 from control.routes.keyed import KeyedRoute
 from control.schemas import (
@@ -29,6 +29,7 @@ from control.schemas import (
     errors,
     version_number,
 )
+from training import contract
 
 router = APIRouter(
     prefix="/v1/models", tags=["models"], route_class=KeyedRoute, responses=errors(AUTH)
@@ -53,8 +54,13 @@ def models(client: ClientDep) -> list[ModelSummary]:
     summary="One model: versions (newest first) with aliases, gate metric and decision",
     responses=errors(INVALID, {404: "No such model"}, REGISTRY_FAILED),
 )
-def model(name: Name, client: ClientDep) -> ModelDetail:
-    return registry.model_detail(client, name)
+def model(name: Name, client: ClientDep, store: LogDep) -> ModelDetail:
+    detail = registry.model_detail(client, name)
+    champion = detail.aliases.get(contract.ALIAS_CHAMPION)
+    challenger = detail.aliases.get(contract.ALIAS_CHALLENGER)
+    if champion is not None and challenger is not None and champion != challenger:
+        detail.challenger_agreement = store.agreement(challenger, champion)
+    return detail
 
 
 @router.put(
@@ -65,7 +71,8 @@ def model(name: Name, client: ClientDep) -> ModelDetail:
         NOT_JSON,
         {
             404: "No such model or version",
-            409: "Refused: the signatures differ (without force), or the version is not READY",
+            409: "Refused: the signatures differ (without force), the version is not READY, "
+            "or its live agreement is short of min_agreement over min_rows",
         },
         INVALID,
         REGISTRY_FAILED,
@@ -77,8 +84,12 @@ def move_alias(
     body: AliasMove,
     client: ClientDep,
     by: CallerDep,
+    store: LogDep,
 ) -> AliasChange:
-    return registry.move_alias(client, name, alias, body.version, body.force, by)
+    bar = None
+    if body.min_agreement is not None:
+        bar = registry.AgreementBar(body.min_agreement, body.min_rows, store.agreement)
+    return registry.move_alias(client, name, alias, body.version, body.force, by, bar)
 
 
 @router.post(

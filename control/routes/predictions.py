@@ -19,6 +19,7 @@ from control.schemas import (
     INVALID,
     NOT_JSON,
     Accepted,
+    Agreement,
     PredictionBatch,
     PredictionPage,
     PredictionQuery,
@@ -114,3 +115,18 @@ async def ingest(request: Request, store: LogDep, settings: SettingsDep) -> JSON
 def search(query: Annotated[PredictionQuery, Query()], store: LogDep) -> PredictionPage:
     total, items = store.query(query)
     return PredictionPage(total=total, items=items)
+
+
+@router.get(
+    "/agreement",
+    response_model=Agreement,
+    summary="How often a shadowed version agreed with the answers, from its shadow records",
+    responses=errors(INVALID),
+)
+def agreement(
+    store: LogDep,
+    model_version: Annotated[str, Query(min_length=1, max_length=64)],
+    live_version: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    since: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
+) -> Agreement:
+    return store.agreement(model_version, live_version, since)
