@@ -5,7 +5,8 @@ access log. Every one returns class probabilities, so each does the same work pe
 Warnings are silenced for all alike (KServe 0.21 with a current FastAPI prints a
 deprecation warning on every request otherwise).
 
-`mlstack-log` is mlstack again, with its prediction log shipping to a real control plane.
+`mlstack-log` is mlstack again, with its prediction log shipping to a real control plane;
+`mlstack-shadow` with a challenger shadowed on every request.
 `mlstack-v2`, `mlstack-v1` and `mlstack-invocations` are mlstack again, each sent the body of
 the peer that defines that protocol (MLServer, KServe, `mlflow models serve`), to compare each
 protocol route with its peer and with mlstack's own `/predict`.
@@ -17,6 +18,8 @@ import dataclasses
 import json
 import os
 import sys
+import time
+import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -75,6 +78,13 @@ class Server(ABC):
 
     @abstractmethod
     def launch(self, model: BenchModel, context: Context) -> Launch: ...
+
+    def settle(self, predict_url: str, timeout: float) -> None:  # noqa: B027 - most are settled
+        """Wait until the server is as it is to be measured (called after its first answer)."""
+
+    def shadow_figures(self, predict_url: str) -> dict[str, Any] | None:
+        """mlstack-shadow only: what its shadow did during the load."""
+        return None
 
     def prediction_log(self, predict_url: str) -> LogDelivery | None:
         """Where the prediction records of the load went (None: the server keeps none)."""
@@ -181,6 +191,82 @@ class MlstackLog(Mlstack):
     def prediction_log(self, predict_url: str) -> LogDelivery:
         metrics_url = predict_url.removesuffix("/predict") + "/metrics"
         return delivery(metrics_url, self.plane, timeout=30.0)
+
+
+class MlstackShadow(Mlstack):
+    """mlstack with a challenger shadowed on every request (MLSTACK_SHADOW_PERCENT=100): the
+    other benchmark model's files registered as a challenger version of this one (the same
+    model's when it is the only one trained), the alias removed after the run."""
+
+    name = "mlstack-shadow"
+    label = "mlstack, shadow at 100%"
+    cold_starts = False  # mlstack's process: its starts say nothing new
+    challenger = ""
+
+    @contextmanager
+    def companions(
+        self, supervisor: Supervisor, model: BenchModel, context: Context
+    ) -> Iterator[None]:
+        from mlflow import MlflowClient
+
+        from bench.models import REGISTERED
+        from training import contract
+
+        client = MlflowClient(context.tracking_url)
+        source = client.get_model_version_by_alias(model.name, ALIAS)
+        for _, other in REGISTERED.values():
+            if other != model.name:
+                try:
+                    source = client.get_model_version_by_alias(other, ALIAS)
+                except Exception:
+                    continue
+        challenger = client.create_model_version(model.name, source.source, run_id=source.run_id)
+        self.challenger = str(challenger.version)
+        client.set_registered_model_alias(model.name, contract.ALIAS_CHALLENGER, self.challenger)
+        try:
+            yield
+        finally:
+            client.delete_registered_model_alias(model.name, contract.ALIAS_CHALLENGER)
+
+    def launch(self, model: BenchModel, context: Context) -> Launch:
+        launch = super().launch(model, context)
+        return dataclasses.replace(launch, env={**launch.env, "MLSTACK_SHADOW_PERCENT": "100"})
+
+    def settle(self, predict_url: str, timeout: float) -> None:
+        """The shadow loads after the live model: wait for it before measuring."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            shadow = self._described(predict_url).get("shadow") or {}
+            if shadow.get("version") == self.challenger:
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"{self.name}: the shadow v{self.challenger} did not load")
+
+    def shadow_figures(self, predict_url: str) -> dict[str, Any] | None:
+        deadline = time.monotonic() + 30  # the queue drains, then the figures are final
+        while True:
+            figures: dict[str, Any] = (self._described(predict_url).get("shadow") or {}).get(
+                "figures"
+            ) or {}
+            metrics = predict_url.removesuffix("/predict") + "/metrics"
+            if time.monotonic() > deadline or _gauge(metrics, "mlstack_shadow_queue") == 0:
+                return figures
+            time.sleep(0.5)
+
+    @staticmethod
+    def _described(predict_url: str) -> dict[str, Any]:
+        url = predict_url.removesuffix("/predict") + "/model"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            described: dict[str, Any] = json.loads(response.read())
+        return described
+
+
+def _gauge(metrics_url: str, name: str) -> float | None:
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    return None
 
 
 class _PeerInVenv(Server):
@@ -402,6 +488,7 @@ def servers(names: tuple[str, ...]) -> list[Server]:
     known: dict[str, type[Server]] = {
         "mlstack": Mlstack,
         "mlstack-log": MlstackLog,
+        "mlstack-shadow": MlstackShadow,
         "mlstack-v2": MlstackV2,
         "mlstack-v1": MlstackV1,
         "mlstack-invocations": MlstackInvocations,

@@ -17,6 +17,7 @@ from bench.settings import OWN, PROTOCOL_PEERS, SCENARIOS
 
 MLSTACK = "mlstack"
 MLSTACK_LOG = "mlstack-log"
+MLSTACK_SHADOW = "mlstack-shadow"
 MB = 1024 * 1024
 _SINGLE_C16 = "single c=16"
 _BATCH = next(s.name for s in SCENARIOS if s.rows > 1)
@@ -116,6 +117,9 @@ def render(
     logging = _log_table(runs)
     if logging:
         lines += [*logging, ""]
+    shadowing = _shadow_table(runs)
+    if shadowing:
+        lines += [*shadowing, ""]
     protocols = _protocol_table(runs)
     if protocols:
         lines += [*protocols, ""]
@@ -202,21 +206,20 @@ def _start_table(runs: list[ServerRun]) -> list[str]:
     return lines
 
 
-def _log_table(runs: list[ServerRun]) -> list[str]:
-    """mlstack-log ÷ mlstack per model and scenario, and where the records went; empty unless
-    both ran."""
-    pairs = [
+def _pairs(runs: list[ServerRun], on_server: str) -> list[tuple[ServerRun, ServerRun]]:
+    """(mlstack, `on_server`) runs of the same model."""
+    return [
         (off, on)
         for off in runs
         for on in runs
-        if off.server == MLSTACK and on.server == MLSTACK_LOG and off.model == on.model
+        if off.server == MLSTACK and on.server == on_server and off.model == on.model
     ]
-    if not pairs:
-        return []
+
+
+def _on_off_rows(pairs: list[tuple[ServerRun, ServerRun]], title: str) -> list[str]:
+    """The on ÷ off table of each pair, per scenario: throughput, p50, p99, server CPU."""
     lines = [
-        "### Prediction log on ÷ off (mlstack-log ÷ mlstack): throughput below 1 and latency "
-        "above 1 are what shipping every request's record costs; server CPU µs/req above 1 is "
-        "what it costs the inference process itself",
+        title,
         "",
         "| model | scenario | throughput off | on | on ÷ off | p50 ms off | on | on ÷ off | "
         "p99 ms off | on | on ÷ off | server CPU µs/req off | on | on ÷ off |",
@@ -240,6 +243,21 @@ def _log_table(runs: list[ServerRun]) -> list[str]:
                 f"{_times(cpu_on, cpu_off)} |"
             )
     lines.append("")
+    return lines
+
+
+def _log_table(runs: list[ServerRun]) -> list[str]:
+    """mlstack-log ÷ mlstack per model and scenario, and where the records went; empty unless
+    both ran."""
+    pairs = _pairs(runs, MLSTACK_LOG)
+    if not pairs:
+        return []
+    lines = _on_off_rows(
+        pairs,
+        "### Prediction log on ÷ off (mlstack-log ÷ mlstack): throughput below 1 and latency "
+        "above 1 are what shipping every request's record costs; server CPU µs/req above 1 is "
+        "what it costs the inference process itself",
+    )
     for _, on in pairs:
         log = on.prediction_log
         if log is None:
@@ -250,6 +268,33 @@ def _log_table(runs: list[ServerRun]) -> list[str]:
             f"{log.dropped:,} dropped, {log.queued:,} still queued; {log.stored:,} stored by "
             f"the control plane, which used {log.control_cpu_seconds:.1f} CPU s of the load core "
             f"in {log.control_seconds:.0f} s"
+        )
+    return lines
+
+
+def _shadow_table(runs: list[ServerRun]) -> list[str]:
+    """mlstack-shadow ÷ mlstack per model and scenario, and what the shadow did; empty unless
+    both ran."""
+    pairs = _pairs(runs, MLSTACK_SHADOW)
+    if not pairs:
+        return []
+    lines = _on_off_rows(
+        pairs,
+        "### Shadow at 100% on ÷ off (mlstack-shadow ÷ mlstack): every request predicted again "
+        "by a challenger after its answer, in the same process; server CPU µs/req is the "
+        "shadow's whole cost, p50 and p99 what the answers feel of it",
+    )
+    for _, on in pairs:
+        f = on.shadow
+        if not f:
+            lines.append(f"- {on.model}: the shadow's figures were not read (the run failed)")
+            continue
+        agreement = f.get("agreement")
+        lines.append(
+            f"- {on.model}: v{f.get('shadow_version')} shadowed beside v{f.get('live_version')}: "
+            f"{f.get('requests', 0):,} requests ({f.get('rows', 0):,} rows) predicted, "
+            f"{f.get('dropped', 0):,} dropped (queue full), {f.get('errors', 0):,} errors; "
+            f"agreement {'-' if agreement is None else f'{agreement:.4f}'}"
         )
     return lines
 

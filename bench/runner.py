@@ -7,6 +7,7 @@ import time
 import urllib.error
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.load import LoadError, ScenarioResult, WrkRun, run_wrk, summarize
 from bench.models import BenchModel
@@ -39,6 +40,7 @@ class ServerRun:
     peak_rss_bytes: int | None = None
     scenarios: dict[str, ScenarioResult] = field(default_factory=dict)
     prediction_log: LogDelivery | None = None  # mlstack-log only: where the records went
+    shadow: dict[str, Any] | None = None  # mlstack-shadow only: what its shadow did
     error: str | None = None
 
 
@@ -81,6 +83,7 @@ class Runner:
                 server, model, url, process, self.settings.start_timeout_seconds
             )
             _say(f"  {server.name:<19} {model.key:<14} answered {run.first_start_seconds:.1f} s")
+            server.settle(url, self.settings.start_timeout_seconds)
             bodies = self._bodies(server, model)
             for rows in bodies:
                 check(server, model, url, model.rows(rows))  # a correct 200 before measuring
@@ -91,6 +94,14 @@ class Runner:
             check(server, model, url, model.rows(1))  # still correct after the load
             run.peak_rss_bytes = process.peak_rss_bytes()
             run.prediction_log = server.prediction_log(url)
+            run.shadow = server.shadow_figures(url)
+            if run.shadow is not None:
+                f = run.shadow
+                _say(
+                    f"  {server.name:<19} {model.key:<14} shadow: {f.get('requests', 0):,} "
+                    f"requests shadowed, {f.get('dropped', 0):,} dropped, agreement "
+                    f"{f.get('agreement')}"
+                )
             if run.prediction_log is not None:
                 log = run.prediction_log
                 _say(

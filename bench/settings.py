@@ -15,6 +15,7 @@ REPO_ROOT = BENCH_DIR.parent
 SERVERS: tuple[str, ...] = (
     "mlstack",
     "mlstack-log",
+    "mlstack-shadow",
     "mlstack-v2",
     "mlstack-v1",
     "mlstack-invocations",
@@ -29,7 +30,7 @@ PROTOCOL_PEERS: dict[str, str] = {
     "mlstack-invocations": "mlflow",
 }
 # Servers built from this repository: no peer environment, never a peer in the targets.
-OWN: tuple[str, ...] = ("mlstack", "mlstack-log", *PROTOCOL_PEERS)
+OWN: tuple[str, ...] = ("mlstack", "mlstack-log", "mlstack-shadow", *PROTOCOL_PEERS)
 MODELS: tuple[str, ...] = ("logreg", "random_forest")
 
 # What BENCH_QUICK=1 changes, unless the variable itself is set.

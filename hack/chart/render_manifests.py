@@ -4,8 +4,9 @@
 
 One file per component, the Namespace first, so that `kubectl apply -f manifests/` works on a
 fresh cluster. Hooks of `helm test` are left out. No key is committed: the control plane reads
-its API key from a Secret created beside them (CONTROL_KEY_SECRET, see the README), and
-MLflow's passwords from another (MLFLOW_AUTH_SECRET). The Namespace enforces the restricted Pod
+its API key from a Secret created beside them (CONTROL_KEY_SECRET, see the README),
+MLflow's passwords from another (MLFLOW_AUTH_SECRET), the webhook's secrets from a third
+(WEBHOOK_SECRET). The Namespace enforces the restricted Pod
 Security Standard. With --check
 nothing is written: the exit status is 1 when manifests/ differs from a fresh rendering (the
 staleness test uses it).
@@ -34,6 +35,8 @@ KUBE_VERSION = "1.36.0"
 CONTROL_KEY_SECRET = "mlstack-control-api-key"
 # And the one holding MLflow's admin and client passwords (keys: see mlflow.auth.existingSecret).
 MLFLOW_AUTH_SECRET = "mlstack-mlflow-auth"
+# And the webhook's signing secret and MLflow's encryption key (keys: secret, encryption-key).
+WEBHOOK_SECRET = "mlstack-webhook"
 # Every pod of the chart is admitted under the restricted Pod Security Standard.
 POD_SECURITY = {
     f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "audit", "warn")
@@ -58,6 +61,8 @@ def helm_template() -> str:
         f"control.auth.existingSecret={CONTROL_KEY_SECRET}",
         "--set",
         f"mlflow.auth.existingSecret={MLFLOW_AUTH_SECRET}",
+        "--set",
+        f"webhooks.existingSecret={WEBHOOK_SECRET}",
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:

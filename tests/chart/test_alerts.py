@@ -23,6 +23,7 @@ REQUIRED_ALERTS = {
     "MlstackModelReloadFailing",
     "MlstackFeatureDrift",
     "MlstackPredictionLogDropping",
+    "MlstackShadowAgreementLow",
 }
 
 

@@ -5,6 +5,7 @@ labels the operator attaches), and every dashboard panel query returns data afte
 from __future__ import annotations
 
 import shutil
+import uuid
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
@@ -16,17 +17,48 @@ import yaml
 
 from devsupport.processes import Process, free_port, http_status, start, wait_until
 from tests.chart.monitoring import dashboard_queries, service_monitor_endpoint
+from tests.processes import start_app, train_model
 
 NAMESPACE = "mlstack"
 SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 
 
 @pytest.fixture(scope="module")
-def prometheus(served_app: Process, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def shadowed_app(
+    mlflow_server: Process, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Process]:
+    """A second replica whose model has a challenger (the champion's files registered again
+    as v2), shadowed on every request: the challenger panels' series."""
+    from mlflow import MlflowClient
+
+    from training import contract
+
+    name = f"shadowed-{uuid.uuid4().hex[:8]}"
+    train_model(mlflow_server.url, name, "--candidates", "logreg")
+    client = MlflowClient(mlflow_server.url)
+    v1 = client.get_model_version_by_alias(name, contract.ALIAS_CHAMPION)
+    v2 = client.create_model_version(name, v1.source, run_id=v1.run_id)
+    client.set_registered_model_alias(name, contract.ALIAS_CHALLENGER, v2.version)
+    process = start_app(tmp_path_factory.mktemp("shadowed"), mlflow_server.url, name,
+                        env={"MLSTACK_SHADOW_PERCENT": "100"})  # fmt: skip
+    try:
+        wait_until(
+            lambda: httpx.get(f"{process.url}/model").json()["shadow"]["version"] == v2.version,
+            60,
+            "the challenger loaded as the shadow",
+        )
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def prometheus(
+    served_app: Process, shadowed_app: Process, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     binary = shutil.which("prometheus")
     assert binary, "prometheus is not installed: run `make chart-tools` (Debian's package)"
     endpoint = service_monitor_endpoint()
-    target = urlparse(served_app.url).netloc
     directory = tmp_path_factory.mktemp("prometheus")
     # What the operator generates for this ServiceMonitor, with a static target in place of
     # endpoint discovery: same path, interval and timeout, same target labels.
@@ -40,16 +72,17 @@ def prometheus(served_app: Process, tmp_path_factory: pytest.TempPathFactory) ->
                 "scrape_timeout": endpoint.scrape_timeout,
                 "static_configs": [
                     {
-                        "targets": [target],
+                        "targets": [urlparse(app.url).netloc],
                         "labels": {
                             "namespace": NAMESPACE,
                             "service": endpoint.service,
                             "job": endpoint.service,
                             "endpoint": endpoint.port_name,
-                            "pod": f"{endpoint.service}-0",
+                            "pod": f"{endpoint.service}-{replica}",
                             "container": "inference",
                         },
                     }
+                    for replica, app in enumerate((served_app, shadowed_app))
                 ],
             }
         ],
@@ -83,21 +116,25 @@ def _query(url: str, expr: str) -> list[dict[str, Any]]:
 def test_target_is_scraped_with_the_service_monitors_settings(prometheus: str) -> None:
     def up() -> bool:
         targets = httpx.get(f"{prometheus}/api/v1/targets", timeout=10).json()["data"]
-        return any(t["health"] == "up" for t in targets["activeTargets"])
+        active = targets["activeTargets"]
+        return len(active) == 2 and all(t["health"] == "up" for t in active)
 
-    wait_until(up, 90, "the service's target to be up")
-    [sample] = _query(prometheus, f'up{{namespace="{NAMESPACE}"}}')
-    assert sample["value"][1] == "1"
-    assert sample["metric"]["endpoint"] == service_monitor_endpoint().port_name
+    wait_until(up, 90, "the service's targets to be up")
+    samples = _query(prometheus, f'up{{namespace="{NAMESPACE}"}}')
+    assert [s["value"][1] for s in samples] == ["1", "1"]
+    assert {s["metric"]["endpoint"] for s in samples} == {service_monitor_endpoint().port_name}
 
 
 def test_every_dashboard_panel_returns_data_after_traffic(
-    prometheus: str, served_app: Process
+    prometheus: str, served_app: Process, shadowed_app: Process
 ) -> None:
     with httpx.Client(timeout=10) as client:
         headers = {"content-type": "application/json"}
         for _ in range(30):
             client.post(f"{served_app.url}/predict", content=orjson.dumps(SETOSA), headers=headers)
+            client.post(
+                f"{shadowed_app.url}/predict", content=orjson.dumps(SETOSA), headers=headers
+            )
         # Enough rows for the drift panel, and one invalid request for the error panels.
         client.post(
             f"{served_app.url}/predict",

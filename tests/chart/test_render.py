@@ -111,7 +111,10 @@ def test_monitoring_objects_follow_the_operator_api() -> None:
     off = render(set_values=["monitoring.enabled=false"], api_versions=[MONITORING_API])
     assert not kinds & {o["kind"] for o in off}
     # Only the training Job template is left: no dashboards.
-    assert [c["metadata"]["name"] for c in find(off, "ConfigMap")] == ["mlstack-training-job"]
+    assert sorted(c["metadata"]["name"] for c in find(off, "ConfigMap")) == [
+        "mlstack-inference-traffic",
+        "mlstack-training-job",
+    ]
 
 
 def test_service_monitor_and_rule_carry_the_prometheus_selector_labels() -> None:
@@ -221,8 +224,8 @@ def test_auth_mounts_the_key_file_from_a_generated_secret() -> None:
 def test_auth_with_an_existing_secret_renders_no_secret() -> None:
     objects = render([CHART / "ci" / "auth-existing-secret-values.yaml"])
     secrets = sorted(s["metadata"]["name"] for s in find(objects, "Secret"))
-    # The generated ones: the control plane's key and MLflow's passwords.
-    assert secrets == ["mlstack-control-api-key", "mlstack-mlflow-auth"]
+    # The generated ones: the control plane's key, MLflow's passwords and the webhook's secret.
+    assert secrets == ["mlstack-control-api-key", "mlstack-mlflow-auth", "mlstack-webhook"]
     deployment = find(objects, "Deployment", "mlstack-inference")[0]
     env = _env(_container(deployment, "inference"))
     assert env["MLSTACK_API_KEY_FILE"] == "/var/run/secrets/mlstack/key"

@@ -175,9 +175,11 @@ def test_network_policies_are_on_and_deny_by_default() -> None:
         "inference",
         "control",
         "mlflow-accounts",
+        "webhooks",
         "monitoring",
     ]
-    assert _peers(policies["mlstack-control"]) == ["inference", "monitoring"]
+    # MLflow delivers its webhooks to the control plane.
+    assert _peers(policies["mlstack-control"]) == ["inference", "mlflow", "monitoring"]
     assert "from" not in policies["mlstack-inference"]["spec"]["ingress"][0]
     # Every pod of the release is selected by the default deny.
     for obj in objects:
@@ -189,7 +191,7 @@ def test_network_policies_are_on_and_deny_by_default() -> None:
 def test_the_control_plane_takes_the_ingress_the_user_names() -> None:
     objects = render([CHART / "ci" / "networkpolicy-values.yaml"])
     policy = find(objects, "NetworkPolicy", "mlstack-control")[0]
-    assert _peers(policy) == ["inference", "observability", "ingress-nginx"]
+    assert _peers(policy) == ["inference", "mlflow", "observability", "ingress-nginx"]
 
 
 def test_only_the_control_plane_mounts_a_token() -> None:

@@ -18,7 +18,7 @@ from tests.control.records import record
 def test_migrations_build_exactly_the_schema_the_models_describe(database_uri: str) -> None:
     engine = open_engine(database_uri)
     try:
-        assert migrate(engine) == "0001"
+        assert migrate(engine) == "0002"
         with engine.connect() as connection:
             differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
         assert differences == []
@@ -29,6 +29,7 @@ def test_migrations_build_exactly_the_schema_the_models_describe(database_uri: s
             "ix_prediction_records_error_source_time_id",
             "ix_prediction_records_model_version_time_id",
             "ix_prediction_records_request_id_time",
+            "ix_prediction_records_shadow_model_version_live_version_time_id",
         } <= indexes
     finally:
         engine.dispose()
@@ -40,9 +41,42 @@ def test_migrating_again_keeps_the_data(database_uri: str) -> None:
         migrate(engine)
         store = PredictionLog(engine)
         store.add([PredictionRecord(**record("kept", time.time()))])
-        assert migrate(engine) == "0001"
+        assert migrate(engine) == "0002"
         total, items = store.query(PredictionQuery())
         assert total == 1 and items[0]["request_id"] == "kept"
+    finally:
+        engine.dispose()
+
+
+def test_a_log_of_the_first_schema_upgrades_with_its_records_as_answers(database_uri: str) -> None:
+    """A control plane of the previous release left a 0001 database with records: 0002 keeps
+    them, flagged as answers (not shadow records), and they count in no agreement."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from control.database import MIGRATIONS
+
+    engine = open_engine(database_uri)
+    try:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0001")
+            connection.execute(
+                text(
+                    "INSERT INTO prediction_records (request_id, time, model_version, status, "
+                    "outcome, latency_ms, rows, labels, confidences) VALUES ('old', 1.0, '3', "
+                    "200, 'success', 1.5, 1, '[\"a\"]', '[0.9]')"
+                )
+            )
+        assert migrate(engine) == "0002"
+        store = PredictionLog(engine)
+        total, items = store.query(PredictionQuery(shadow=False))
+        assert total == 1 and items[0]["request_id"] == "old" and items[0]["shadow"] is False
+        assert store.query(PredictionQuery(shadow=True))[0] == 0
+        assert store.agreement("3").rows == 0
     finally:
         engine.dispose()
 

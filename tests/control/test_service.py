@@ -128,7 +128,7 @@ def test_each_request_logs_one_json_line_with_its_request_id(
     assert line["event"] == "request.finished" and line["status"] == 200
     assert line["route"] == "/v1/predictions" and isinstance(line["latency_ms"], float)
     started = [line for line in plane.output().splitlines() if '"service.started"' in line]
-    assert len(started) == 1 and '"auth":true' in started[0] and '"schema":"0001"' in started[0]
+    assert len(started) == 1 and '"auth":true' in started[0] and '"schema":"0002"' in started[0]
 
 
 def test_the_uvicorn_factory_entry_point_serves_the_same_application(

@@ -251,8 +251,8 @@ def test_a_full_shadow_queue_drops_and_counts_and_never_delays_an_answer(
     assert figures["dropped"] >= 1 and figures["requests"] >= 1 and figures["errors"] == 0
     samples = metric_samples(app.url)
     pair = f"live_version={v1},shadow_version={v2}"
-    dropped = f"mlstack_shadow_dropped_total{{live_version={v1},reason=queue_full,shadow_version={v2}}}"
-    assert samples[dropped] == figures["dropped"]
+    labels = f"live_version={v1},reason=queue_full,shadow_version={v2}"
+    assert samples[f"mlstack_shadow_dropped_total{{{labels}}}"] == figures["dropped"]
     assert samples[f"mlstack_shadow_rows_total{{{pair}}}"] == figures["requests"]
 
 
@@ -453,9 +453,10 @@ def test_mlflow_delivers_an_alias_move_the_control_plane_relays_it_and_the_pod_s
     refused = httpx.post(hook_url, content=body, headers=headers)
     assert refused.status_code == 401
     after = metric_samples(control.url)
-    assert after["mlstack_control_webhook_relays_total{result=delivered}"] == samples[
-        "mlstack_control_webhook_relays_total{result=delivered}"
-    ]
+    assert (
+        after["mlstack_control_webhook_relays_total{result=delivered}"]
+        == samples["mlstack_control_webhook_relays_total{result=delivered}"]
+    )
 
 
 def test_webhooks_are_off_without_a_secret(served_app: Process) -> None:

@@ -96,6 +96,24 @@ appVersion; a digest is appended when set.
 {{- include "mlstack.componentName" (dict "ctx" . "component" "control") -}}
 {{- end -}}
 
+{{- define "mlstack.webhooks.secret" -}}
+{{- default (printf "%s-webhook" (include "mlstack.fullname" . | trunc 55 | trimSuffix "-")) .Values.webhooks.existingSecret -}}
+{{- end -}}
+
+{{/* Where MLflow delivers alias events: the control plane's receiver, which relays them to
+every inference pod, else the inference Service (one pod; the others poll). */}}
+{{- define "mlstack.webhooks.url" -}}
+{{- if .Values.control.enabled -}}
+{{- printf "%s/v1/webhooks/mlflow" (include "mlstack.control.url" .) -}}
+{{- else -}}
+{{- printf "http://%s.%s.svc:%d/v1/webhooks/mlflow" (include "mlstack.inference.fullname" .) .Release.Namespace (int .Values.inference.port) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "mlstack.inference.traffic" -}}
+{{- printf "%s-traffic" (include "mlstack.inference.fullname" . | trunc 55 | trimSuffix "-") -}}
+{{- end -}}
+
 {{- define "mlstack.control.apiKeySecret" -}}
 {{- default (printf "%s-api-key" (include "mlstack.control.fullname" . | trunc 55 | trimSuffix "-")) .Values.control.auth.existingSecret -}}
 {{- end -}}
