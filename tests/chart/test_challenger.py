@@ -54,9 +54,7 @@ def test_the_shares_change_in_the_file_and_never_in_the_pod_template() -> None:
     assert _deployment(before, INFERENCE)["spec"] == _deployment(after, INFERENCE)["spec"]
     deployment = _deployment(after, INFERENCE)
     mount = next(
-        m
-        for m in _container(deployment, "inference")["volumeMounts"]
-        if m["name"] == "traffic"
+        m for m in _container(deployment, "inference")["volumeMounts"] if m["name"] == "traffic"
     )
     assert mount["mountPath"] == "/etc/mlstack/traffic" and "subPath" not in mount
     assert _volume(deployment, "traffic")["configMap"]["name"] == "mlstack-inference-traffic"
