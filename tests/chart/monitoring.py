@@ -27,6 +27,11 @@ class PanelQuery(NamedTuple):
     dashboard: str
     panel: str
     expr: str
+    row: str | None = None  # the title of the row the panel sits under, if any
+
+
+# The row whose panels have data only once a challenger is shadowed (tests/e2e scenario 13).
+CHALLENGER_ROW = "Challenger on live traffic (shadow and canary)"
 
 
 @dataclass(frozen=True)
@@ -65,13 +70,19 @@ def dashboards() -> dict[str, dict[str, Any]]:
 
 
 def raw_dashboard_queries() -> list[PanelQuery]:
-    """Every panel query as written in the dashboards, Grafana variables included."""
+    """Every panel query as written in the dashboards, Grafana variables included. A panel
+    belongs to the last row panel above it (Grafana's layout of an expanded row)."""
     queries = []
     for dashboard in dashboards().values():
+        row = None
         for panel in _panels(dashboard["panels"]):
+            if panel.get("type") == "row":
+                row = panel["title"]
             for target in panel.get("targets", []):
                 if target.get("expr"):
-                    queries.append(PanelQuery(dashboard["title"], panel["title"], target["expr"]))
+                    queries.append(
+                        PanelQuery(dashboard["title"], panel["title"], target["expr"], row)
+                    )
     return queries
 
 

@@ -125,3 +125,19 @@ def test_webhooks_off_leaves_polling_alone() -> None:
     for name, container in ((INFERENCE, "inference"), (CONTROL, "control"), (MLFLOW, "mlflow")):
         env = _env(_container(_deployment(objects, name), container))
         assert not [k for k in env if "WEBHOOK" in k], name
+
+
+def test_the_dashboard_row_shows_every_shadow_metric() -> None:
+    from tests.chart.monitoring import CHALLENGER_ROW, raw_dashboard_queries
+
+    exprs = " ".join(q.expr for q in raw_dashboard_queries() if q.row == CHALLENGER_ROW)
+    for metric in (
+        "mlstack_shadow_agreed_rows_total",
+        "mlstack_shadow_rows_total",
+        "mlstack_shadow_probability_difference_bucket",
+        "mlstack_shadow_predictions_total",
+        "mlstack_shadow_duration_seconds_bucket",
+        "mlstack_shadow_dropped_total",
+        "mlstack_shadow_queue",
+    ):
+        assert metric in exprs, metric

@@ -176,8 +176,10 @@ def training_image() -> str:
 
 
 STEADY_CLIENT = r"""
-import json, sys, time, urllib.request, urllib.error
+import json, signal, sys, time, urllib.request, urllib.error
 url, seconds, rate = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+# SIGTERM (stop_client_pod) ends the run early, with its summary.
+signal.signal(signal.SIGTERM, lambda *_: globals().update(end=0.0))
 body = json.dumps({"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4,
                    "petal_width": 0.2}).encode()
 sent, failed, statuses, versions, errors = 0, 0, {}, {}, []
@@ -208,11 +210,20 @@ print(json.dumps({"sent": sent, "failed": failed, "statuses": statuses,
 
 
 CLIENT_WORKERS = r"""
-import subprocess, sys
+import signal, subprocess, sys
 workers, script, *args = sys.argv[1:]
 procs = [subprocess.Popen([sys.executable, "-c", script, *args]) for _ in range(int(workers))]
+signal.signal(signal.SIGTERM, lambda *_: [p.terminate() for p in procs])
 sys.exit(max(p.wait() for p in procs))
 """
+
+
+def stop_client_pod(name: str) -> None:
+    """End a client pod's run now: its workers stop and print their summaries."""
+    kubectl(
+        "exec", name, "-n", NAMESPACE, "--", "python", "-c",
+        "import os, signal; os.kill(1, signal.SIGTERM)",
+    )  # fmt: skip
 
 
 def start_client_pod(name: str, seconds: float, rate: float, workers: int = 1) -> str:
@@ -271,11 +282,11 @@ def _restricted_pod(name: str, command: list[str]) -> dict[str, Any]:
     }
 
 
-def run_script_pod(name: str, script: str, namespace: str, timeout: float = 180) -> str:
-    """Run a Python script in a pod of its own (inference image, no release labels) to its end;
-    its output. The pod is deleted afterwards."""
+def start_script_pod(name: str, script: str, namespace: str, *args: str) -> None:
+    """Start a Python script (with `args`) in a pod of its own (inference image, no release
+    labels); `script_output` waits for its end."""
     kubectl("delete", "pod", name, "-n", namespace, "--ignore-not-found", "--wait=true")
-    overrides = _restricted_pod(name, ["python", "-c", script])
+    overrides = _restricted_pod(name, ["python", "-c", script, *args])
     kubectl(
         "run",
         name,
@@ -286,6 +297,17 @@ def run_script_pod(name: str, script: str, namespace: str, timeout: float = 180)
         f"--overrides={json.dumps(overrides)}",
         "--labels=app=mlstack-e2e-outsider",
     )
+
+
+def run_script_pod(name: str, script: str, namespace: str, timeout: float = 180) -> str:
+    """Run a Python script in a pod of its own (inference image, no release labels) to its end;
+    its output. The pod is deleted afterwards."""
+    start_script_pod(name, script, namespace)
+    return script_output(name, namespace, timeout)
+
+
+def script_output(name: str, namespace: str, timeout: float) -> str:
+    """The output of a script pod once it has finished; the pod is deleted afterwards."""
     try:
         wait_for(
             lambda: (

@@ -245,7 +245,7 @@ def _prometheus(url: str, query: str) -> list[dict[str, Any]]:
 
 
 def test_3_monitoring(figures: dict[str, Any]) -> None:
-    from tests.chart.monitoring import dashboard_queries
+    from tests.chart.monitoring import CHALLENGER_ROW, dashboard_queries
 
     name, port = _service("inference")
     with kube.port_forward(f"svc/{name}", port, probe="/livez") as app:
@@ -286,7 +286,9 @@ def test_3_monitoring(figures: dict[str, Any]) -> None:
         assert rule_files, f"no rule groups from namespace {NS}: {[g['file'] for g in groups]}"
         figures["prometheus_rule_groups"] = sorted({g["name"] for g in rule_files})
 
-        queries = dashboard_queries(rate_interval="2m", namespace=NS)
+        # The challenger row has data once a challenger is shadowed (scenario 13 checks it).
+        every = dashboard_queries(rate_interval="2m", namespace=NS)
+        queries = [q for q in every if q.row != CHALLENGER_ROW]
 
         def empty_panels() -> list[str]:
             return [f"{q.dashboard} / {q.panel}" for q in queries if not _prometheus(prom, q.expr)]
@@ -1117,3 +1119,251 @@ def test_12_a_round_spread_over_two_pods_registers_a_version_every_pod_then_serv
             all_pods_on_new, 2 * POLL_SECONDS + 30, f"every inference pod on v{version}", interval=1
         )
         figures["parallel_hot_swap_seconds"] = round(time.monotonic() - job_done, 1)
+
+
+# Polls every inference pod's GET /model from inside the cluster and prints each change of the
+# version it serves, with the time (the node's clock, which the test host shares).
+SWAP_PROBE = r"""
+import json, sys, time, urllib.request
+urls, seconds = json.loads(sys.argv[1]), float(sys.argv[2])
+last, changes, end = {}, [], time.time() + seconds
+while time.time() < end:
+    for url in urls:
+        try:
+            with urllib.request.urlopen(url + "/model", timeout=2) as response:
+                version = json.loads(response.read())["version"]
+        except Exception:
+            continue
+        if last.get(url) != version:
+            last[url] = version
+            changes.append([time.time(), url, version])
+    time.sleep(0.02)
+print(json.dumps(changes))
+"""
+
+
+def _pod_models() -> dict[str, dict[str, Any]]:
+    """Each ready inference pod's GET /model."""
+    out = {}
+    for pod in _inference_pods():
+        if pod["metadata"].get("deletionTimestamp") or not _ready(pod):
+            continue
+        name = pod["metadata"]["name"]
+        with kube.port_forward(f"pod/{name}", 8080, probe="/livez") as url:
+            out[name] = httpx.get(f"{url}/model", timeout=10).json()
+    return out
+
+
+def _upgrade(*settings: str) -> float:
+    """`helm upgrade --reuse-values` with `--set` settings, as a user changes one value; its
+    seconds."""
+    started = time.monotonic()
+    sets = [arg for setting in settings for arg in ("--set", setting)]
+    kube.helm(
+        "upgrade", kube.RELEASE, str(kube.ROOT / "charts/mlstack"), "--namespace", NS,
+        "--reuse-values", *sets, "--wait", "--timeout", "10m",
+    )  # fmt: skip
+    return round(time.monotonic() - started, 1)
+
+
+def _every_pod(check: Any, what: str, timeout: float = 240) -> float:
+    """Wait until `check(model)` holds on every ready inference pod; the seconds it took."""
+    started = time.monotonic()
+    kube.wait_for(
+        lambda: (models := _pod_models()) and all(check(m) for m in models.values()),
+        timeout,
+        what,
+        interval=3,
+    )
+    return round(time.monotonic() - started, 1)
+
+
+def _swap_delays(changes: list[list[Any]], moves: list[tuple[float, str]], urls: list[str]) -> list:
+    """Per alias move: the seconds until the last pod served the version moved to (None when a
+    pod never did before the next move)."""
+    delays: list[float | None] = []
+    for index, (moved, version) in enumerate(moves):
+        until = moves[index + 1][0] if index + 1 < len(moves) else float("inf")
+        per_pod = []
+        for url in urls:
+            seen = [t for t, u, v in changes if u == url and v == version and moved <= t < until]
+            per_pod.append(min(seen) - moved if seen else None)
+        delays.append(None if None in per_pod else round(max(per_pod), 3))  # type: ignore[type-var]
+    return delays
+
+
+def _p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def test_13_the_challenger_shadowed_then_a_canary_then_a_swap_pushed_by_the_registry(
+    figures: dict[str, Any],
+) -> None:
+    """A round the gate keeps out of champion becomes the challenger → shadowed on every
+    request by a `helm upgrade` that restarts nothing, its agreement in Prometheus and the
+    prediction log → a 20% canary that another `helm upgrade` ends → alias moves pushed by
+    MLflow's webhook to every pod, timed beside polling alone. One steady client throughout."""
+    from mlflow import MlflowClient
+
+    from tests.chart.monitoring import CHALLENGER_ROW, dashboard_queries
+
+    control, control_port = _service("control")
+    headers = {"x-api-key": _control_key()}
+    with kube.port_forward(f"svc/{control}", control_port, probe="/livez") as url:
+        created = httpx.post(
+            f"{url}/v1/training-jobs", json={"candidates": ["baseline"]}, headers=headers,
+            timeout=30,
+        )  # fmt: skip
+        assert created.status_code == 201, created.text
+        job = created.json()["id"]
+
+        def finished() -> dict[str, Any] | None:
+            view = httpx.get(f"{url}/v1/training-jobs/{job}", headers=headers, timeout=30).json()
+            return view if view["state"] in ("succeeded", "failed") else None
+
+        view = kube.wait_for(finished, 900, f"training Job {job} to finish", interval=2)
+    assert view["state"] == "succeeded", view["log_tail"]
+    assert view["decision"].startswith(contract.ALIAS_CHALLENGER), view["decision"]
+    challenger = str(view["registered_version"])
+    champion = str(_registry()["aliases"][contract.ALIAS_CHAMPION])
+    figures["challenger"] = {"champion": champion, "challenger": challenger}
+
+    pods_before = sorted(p["metadata"]["name"] for p in _inference_pods())
+    client = kube.start_client_pod("e2e-steady-challenger", seconds=1800, rate=10)
+
+    # Shadow every request: the traffic ConfigMap changes, the pods stay.
+    figures["shadow_upgrade_seconds"] = _upgrade("inference.shadow.percent=100")
+    figures["shadow_on_after_upgrade_seconds"] = _every_pod(
+        lambda m: (
+            (m["shadow"] or {}).get("version") == challenger
+            and m["shadow"]["shadow_percent"] == 100
+        ),
+        f"every pod shadowing v{challenger} on every request",
+    )
+    assert sorted(p["metadata"]["name"] for p in _inference_pods()) == pods_before
+    assert all(
+        c.get("restartCount", 0) == 0
+        for p in _inference_pods()
+        for c in p["status"]["containerStatuses"]
+    )
+
+    pair = f'namespace="{NS}", live_version="{champion}", shadow_version="{challenger}"'
+    with kube.port_forward(
+        f"svc/{kube.PROMETHEUS_SERVICE}", 9090, namespace=kube.MONITORING_NAMESPACE,
+        probe="/-/ready",
+    ) as prom:  # fmt: skip
+
+        def shadowed_rows() -> float:
+            result = _prometheus(prom, f"sum(mlstack_shadow_rows_total{{{pair}}})")
+            return float(result[0]["value"][1]) if result else 0.0
+
+        kube.wait_for(lambda: shadowed_rows() >= 200, 240, "200 shadowed rows in Prometheus")
+        [agreement] = _prometheus(
+            prom,
+            f"sum(mlstack_shadow_agreed_rows_total{{{pair}}}) "
+            f"/ sum(mlstack_shadow_rows_total{{{pair}}})",
+        )
+        figures["shadow_agreement_prometheus"] = {
+            "rows": shadowed_rows(),
+            "agreement": round(float(agreement["value"][1]), 4),
+        }
+        every = dashboard_queries(rate_interval="2m", namespace=NS)
+        queries = [q for q in every if q.row == CHALLENGER_ROW]
+        assert queries
+
+        def empty() -> list[str]:
+            return [q.panel for q in queries if not _prometheus(prom, q.expr)]
+
+        try:
+            kube.wait_for(lambda: not empty(), 180, "the challenger row's panels", interval=10)
+        except TimeoutError:
+            pytest.fail(f"challenger panels without data: {empty()}")
+    with kube.port_forward(f"svc/{control}", control_port, probe="/livez") as url:
+        logged = httpx.get(
+            f"{url}/v1/predictions/agreement",
+            params={"model_version": challenger, "live_version": champion},
+            headers=headers,
+            timeout=30,
+        ).json()
+        assert logged["rows"] > 0, logged
+        figures["shadow_agreement_prediction_log"] = logged
+        # The promotion bar refuses a challenger that disagrees this much.
+        refused = httpx.put(
+            f"{url}/v1/models/mlstack-classifier/aliases/{contract.ALIAS_CHAMPION}",
+            json={"version": challenger, "min_agreement": 0.99, "min_rows": 10},
+            headers=headers,
+            timeout=30,
+        )
+        if logged["agreement"] < 0.99:
+            assert refused.status_code == 409 and "below" in refused.text, refused.text
+
+    # A 20% canary, then a `helm upgrade` to 0 ends it.
+    figures["canary_upgrade_seconds"] = _upgrade("inference.canary.percent=20")
+    figures["canary_on_after_upgrade_seconds"] = _every_pod(
+        lambda m: m["shadow"]["canary_percent"] == 20, "every pod at a 20% canary"
+    )
+    canary = kube.client_summary(kube.start_client_pod("e2e-canary", seconds=40, rate=20), 120)
+    share = canary["versions"].get(challenger, 0) / canary["sent"]
+    figures["canary_20_client"] = {**canary, "challenger_share": round(share, 3)}
+    assert canary["failed"] == 0 and set(canary["versions"]) == {champion, challenger}
+    assert 0.1 <= share <= 0.3, share  # 20% of ~800 requests: 5 standard deviations ≈ ±7%
+    figures["canary_off_upgrade_seconds"] = _upgrade("inference.canary.percent=0")
+    figures["canary_off_after_upgrade_seconds"] = _every_pod(
+        lambda m: m["shadow"]["canary_percent"] == 0, "every pod with the canary ended"
+    )
+    after = kube.client_summary(kube.start_client_pod("e2e-canary-off", seconds=20, rate=20), 90)
+    figures["canary_0_client"] = after
+    assert after["failed"] == 0 and set(after["versions"]) == {champion}
+    assert sorted(p["metadata"]["name"] for p in _inference_pods()) == pods_before
+
+    # Alias moves pushed by the webhook, then with its delivery disabled (polling alone).
+    urls = [
+        f"http://{p['status']['podIP']}:8080" for p in _inference_pods() if _ready(p)
+    ]  # fmt: skip
+    pushed, polled, spacing = 6, 4, 8.0
+    probe_seconds = 30 + (pushed + polled) * spacing + 20
+    kube.start_script_pod("e2e-swap-probe", SWAP_PROBE, NS, json.dumps(urls), str(probe_seconds))
+    kube.wait_for(
+        lambda: kube.get("pod", "e2e-swap-probe")["status"]["phase"] == "Running",
+        120,
+        "the swap probe to run",
+    )
+    mlflow, mlflow_port = _service("mlflow")
+    moves: list[tuple[float, str]] = []
+    with _admin(), kube.port_forward(f"svc/{mlflow}", mlflow_port, probe="/health") as registry:
+        mlflow_client = MlflowClient(registry)
+        [hook] = [w for w in mlflow_client.list_webhooks() if w.name == "mlstack"]
+        figures["webhook"] = {"url": hook.url, "events": [str(e) for e in hook.events]}
+        time.sleep(5)  # the probe has seen every pod's version
+        targets = [challenger, champion] * ((pushed + polled) // 2)
+        for index, version in enumerate(targets):
+            if index == pushed:
+                mlflow_client.update_webhook(hook.webhook_id, status="DISABLED")
+                time.sleep(12)  # MLflow's webhook cache (webhooks.cacheTtlSeconds, 10 s)
+            moved = time.time()
+            mlflow_client.set_registered_model_alias(
+                "mlstack-classifier", contract.ALIAS_CHAMPION, version
+            )
+            moves.append((moved, version))
+            time.sleep(spacing)
+        mlflow_client.update_webhook(hook.webhook_id, status="ACTIVE")
+    changes = json.loads(kube.script_output("e2e-swap-probe", NS, probe_seconds + 120))
+    delays = _swap_delays(changes, moves, urls)
+    with_webhook, polling = delays[:pushed], delays[pushed:]
+    figures["swap_seconds"] = {
+        "pods": len(urls),
+        "poll_seconds": POLL_SECONDS,
+        "webhook": with_webhook,
+        "polling": polling,
+    }
+    assert None not in delays, delays
+    figures["swap_seconds"]["webhook_p95"] = _p95(with_webhook)  # type: ignore[arg-type]
+    figures["swap_seconds"]["polling_p95"] = _p95(polling)  # type: ignore[arg-type]
+    assert _registry()["aliases"][contract.ALIAS_CHAMPION] == champion  # the last move
+
+    kube.stop_client_pod(client)
+    summary = kube.client_summary(client, 120)
+    figures["challenger_steady_client"] = summary
+    assert summary["sent"] > 0 and summary["failed"] == 0
+    assert {champion, challenger} <= set(summary["versions"])
