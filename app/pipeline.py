@@ -258,7 +258,11 @@ class Pipeline:
             if shadow is not None:
                 traffic = store.traffic
                 canary, sampled = traffic.canary_percent, traffic.shadow_percent
-                if canary and self._canary(context, headers, canary):
+                # A route naming a version (V2's /versions/{version}) gets that version.
+                named = context.params.get("version") if context.params else None
+                if named == shadow.version or (
+                    named is None and canary and self._canary(context, headers, canary)
+                ):
                     model, shadow = shadow, None  # the challenger answers this one itself
                 elif not sampled or random.random() * 100 >= sampled:  # nosec B311: a sample
                     shadow = None

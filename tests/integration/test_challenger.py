@@ -293,6 +293,15 @@ def test_canary_is_sticky_per_key_holds_its_share_and_ends_live(
         assert len(seen) == 1, user
         sides |= seen
     assert sides == {v1, v2}
+    # A V2 request naming a version gets that one, the challenger's too, whatever the canary.
+    v2_body = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP32",
+                           "data": row.to_numpy().ravel().tolist()}]}  # fmt: skip
+    for wanted in (v1, v2):
+        named = httpx.post(
+            f"{app.url}/v2/models/{name}/versions/{wanted}/infer", json=v2_body, timeout=10
+        )
+        assert named.status_code == 200, named.text
+        assert named.json()["model_version"] == wanted
 
     # The share goes to 0 in the file: no restart, every answer from the champion, and the
     # challenger unloaded (nothing needs it).
