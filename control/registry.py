@@ -364,6 +364,20 @@ def ensure_webhook(client: MlflowClient, name: str, url: str, secret: str) -> di
     the alias events (ACTIVE). Idempotent: an existing one is updated, never duplicated.
     MLflow keeps no way to read a secret back, so it is set on every run."""
     events: list[Any] = list(WEBHOOK_EVENTS)
+    try:
+        return _ensure_webhook(client, name, url, secret, events)
+    except RegistryUnavailable as exc:
+        raise RegistryUnavailable(
+            f"{exc}. If MLflow answers 500 on its webhooks, its "
+            "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY differs from the one the stored webhooks were "
+            "encrypted with: restore that key (the chart's Secret <release>-mlstack-webhook, key "
+            "encryption-key) or delete the stored webhooks"
+        ) from exc
+
+
+def _ensure_webhook(
+    client: MlflowClient, name: str, url: str, secret: str, events: list[Any]
+) -> dict[str, str]:
     with _mlflow("the webhooks"):
         found = None
         token: str | None = None

@@ -83,6 +83,15 @@ def render() -> dict[str, str]:
         obj = yaml.safe_load(text)
         if not obj:
             continue
+        annotations = obj.get("metadata", {}).get("annotations") or {}
+        if any(key.startswith("helm.sh/hook") for key in annotations):
+            # A Helm hook (the webhook registration) is a plain object here: `kubectl apply`
+            # runs the Job once, and it retries until MLflow answers.
+            for key in [k for k in annotations if k.startswith("helm.sh/hook")]:
+                del annotations[key]
+            if not annotations:
+                del obj["metadata"]["annotations"]
+            text = yaml.safe_dump(obj, sort_keys=False)
         labels = obj.get("metadata", {}).get("labels", {})
         component = labels.get("app.kubernetes.io/component")
         if not component:

@@ -76,6 +76,8 @@ def test_webhooks_wire_mlflow_the_receivers_and_the_registration_hook() -> None:
     data = {k: base64.b64decode(v) for k, v in secret["data"].items()}
     assert len(data["secret"]) >= 32
     Fernet(data["encryption-key"])  # MLflow's key must be a valid Fernet key
+    # Kept with MLflow's PVC: the stored webhook's secret is encrypted with that key.
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
 
     mlflow = _env(_container(_deployment(objects, MLFLOW), "mlflow"))
     assert mlflow["MLFLOW_WEBHOOK_ALLOWED_SCHEMES"] == "http,https"
