@@ -220,7 +220,11 @@ class MlstackShadow(Mlstack):
                     source = client.get_model_version_by_alias(other, ALIAS)
                 except Exception:
                     continue
-        challenger = client.create_model_version(model.name, source.source, run_id=source.run_id)
+        # A logged model's source is models:/<model id>: MLflow asks for that id with it.
+        model_id = source.model_id or source.source.removeprefix("models:/")
+        challenger = client.create_model_version(
+            model.name, source.source, run_id=source.run_id, model_id=model_id
+        )
         self.challenger = str(challenger.version)
         client.set_registered_model_alias(model.name, contract.ALIAS_CHALLENGER, self.challenger)
         try:

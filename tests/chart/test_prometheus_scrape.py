@@ -37,7 +37,9 @@ def shadowed_app(
     train_model(mlflow_server.url, name, "--candidates", "logreg")
     client = MlflowClient(mlflow_server.url)
     v1 = client.get_model_version_by_alias(name, contract.ALIAS_CHAMPION)
-    v2 = client.create_model_version(name, v1.source, run_id=v1.run_id)
+    # A logged model's source is models:/<model id>: MLflow asks for that id with it.
+    model_id = v1.model_id or v1.source.removeprefix("models:/")
+    v2 = client.create_model_version(name, v1.source, run_id=v1.run_id, model_id=model_id)
     client.set_registered_model_alias(name, contract.ALIAS_CHALLENGER, v2.version)
     process = start_app(tmp_path_factory.mktemp("shadowed"), mlflow_server.url, name,
                         env={"MLSTACK_SHADOW_PERCENT": "100"})  # fmt: skip
