@@ -1233,7 +1233,9 @@ def test_13_the_challenger_shadowed_then_a_canary_then_a_swap_pushed_by_the_regi
     client = kube.start_client_pod("e2e-steady-challenger", seconds=1800, rate=10)
 
     # Shadow every request: the traffic ConfigMap changes, the pods stay.
-    figures["shadow_upgrade_seconds"] = _upgrade("inference.shadow.percent=100")
+    figures["shadow_upgrade_seconds"] = _upgrade(
+        "inference.shadow.percent=100", "inference.canary.percent=0"
+    )
     figures["shadow_on_after_upgrade_seconds"] = _every_pod(
         lambda m: (
             (m["shadow"] or {}).get("version") == challenger
@@ -1288,15 +1290,15 @@ def test_13_the_challenger_shadowed_then_a_canary_then_a_swap_pushed_by_the_regi
         ).json()
         assert logged["rows"] > 0, logged
         figures["shadow_agreement_prediction_log"] = logged
-        # The promotion bar refuses a challenger that disagrees this much.
+        # The promotion bar refuses a challenger shadowed on fewer rows than it asks for.
         refused = httpx.put(
             f"{url}/v1/models/mlstack-classifier/aliases/{contract.ALIAS_CHAMPION}",
-            json={"version": challenger, "min_agreement": 0.99, "min_rows": 10},
+            json={"version": challenger, "min_agreement": 0.5, "min_rows": logged["rows"] + 10**6},
             headers=headers,
             timeout=30,
         )
-        if logged["agreement"] < 0.99:
-            assert refused.status_code == 409 and "below" in refused.text, refused.text
+        assert refused.status_code == 409 and "--min-rows" in refused.text, refused.text
+        assert str(_registry()["aliases"][contract.ALIAS_CHAMPION]) == champion
 
     # A 20% canary, then a `helm upgrade` to 0 ends it.
     figures["canary_upgrade_seconds"] = _upgrade("inference.canary.percent=20")
