@@ -1243,7 +1243,9 @@ def test_13_the_challenger_shadowed_then_a_canary_then_a_swap_pushed_by_the_regi
         ),
         f"every pod shadowing v{challenger} on every request",
     )
-    assert sorted(p["metadata"]["name"] for p in _inference_pods()) == pods_before
+    # No rollout: every pod from before still serves, never restarted (the autoscaler may add
+    # pods under the shadow's load).
+    assert set(pods_before) <= {p["metadata"]["name"] for p in _inference_pods()}
     assert all(
         c.get("restartCount", 0) == 0
         for p in _inference_pods()
@@ -1317,7 +1319,7 @@ def test_13_the_challenger_shadowed_then_a_canary_then_a_swap_pushed_by_the_regi
     after = kube.client_summary(kube.start_client_pod("e2e-canary-off", seconds=20, rate=20), 90)
     figures["canary_0_client"] = after
     assert after["failed"] == 0 and set(after["versions"]) == {champion}
-    assert sorted(p["metadata"]["name"] for p in _inference_pods()) == pods_before
+    assert set(pods_before) <= {p["metadata"]["name"] for p in _inference_pods()}
 
     # Alias moves pushed by the webhook, then with its delivery disabled (polling alone).
     urls = [
