@@ -239,12 +239,7 @@ class ModelStore:
                 # The shadow's version was promoted: it is loaded and checked already.
                 candidate = dataclasses.replace(shadow, ref=ref, loaded_at=time.time())
             else:
-                candidate = await asyncio.to_thread(self._download_and_load, ref)
-            if live is not None and candidate.features != live.features:
-                raise ModelRefused(
-                    f"v{ref.version} expects features {list(candidate.features)}, "
-                    f"the live v{live.version} {list(live.features)}"
-                )
+                candidate = await self._load_beside(ref, live)
         except ModelRefused as exc:
             self._refused.add(ref.key)
             metrics.RELOADS.labels("refused").inc()
@@ -301,12 +296,7 @@ class ModelStore:
             self._set_shadow(None)
             return
         try:
-            candidate = await asyncio.to_thread(self._download_and_load, ref)
-            if candidate.features != live.features:
-                raise ModelRefused(
-                    f"v{ref.version} expects features {list(candidate.features)}, "
-                    f"the live v{live.version} {list(live.features)}"
-                )
+            candidate = await self._load_beside(ref, live)
         except ModelRefused as exc:
             self._refused.add(ref.key)
             self.shadow_error = str(exc)
@@ -369,6 +359,17 @@ class ModelStore:
                 )
                 self.traffic = traffic
                 self.wake()  # load or drop the shadow at once
+
+    async def _load_beside(self, ref: VersionRef, live: LoadedModel | None) -> LoadedModel:
+        """Download and load `ref`; ModelRefused when its features differ from `live`'s (the
+        requests the live model takes must fit it)."""
+        candidate = await asyncio.to_thread(self._download_and_load, ref)
+        if live is not None and candidate.features != live.features:
+            raise ModelRefused(
+                f"v{ref.version} expects features {list(candidate.features)}, "
+                f"the live v{live.version} {list(live.features)}"
+            )
+        return candidate
 
     def _download_and_load(self, ref: VersionRef) -> LoadedModel:
         directory = self._registry.download(ref, self.settings.cache_dir)

@@ -158,6 +158,28 @@ def alias_event(delivery_id: str, body: bytes) -> AliasEvent | None:
     )
 
 
+async def receive_delivery(
+    check: DeliveryCheck, receive: Any, scope_headers: Any
+) -> tuple[dict[str, str], bytes, AliasEvent | None]:
+    """Read an ASGI request's body (at most MAX_BODY_BYTES) and verify it: its lower-cased
+    headers, its body and its alias event (None: another event). Raises WebhookRefused, 413 for
+    a body over the limit."""
+    from kernel.errors import PayloadTooLarge
+    from kernel.requests import read_body
+
+    headers = lower(scope_headers)
+    try:
+        body = await read_body(
+            receive,
+            headers.get("content-length", "").encode("latin-1") or None,
+            MAX_BODY_BYTES,
+            "the webhook body limit",
+        )
+    except PayloadTooLarge as exc:
+        raise WebhookRefused(413, str(exc)) from None
+    return headers, body, check.event(headers, body)
+
+
 def lower(headers: Any) -> dict[str, str]:
     """ASGI `(name, value)` byte pairs → a dict of lower-case names."""
     return {bytes(k).decode("latin-1").lower(): bytes(v).decode("latin-1") for k, v in headers}

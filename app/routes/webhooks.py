@@ -15,8 +15,7 @@ from pydantic import BaseModel
 
 from app import metrics
 from app.deps import SettingsDep, StoreDep
-from kernel import requests, webhooks
-from kernel.errors import PayloadTooLarge
+from kernel import webhooks
 
 log = structlog.get_logger("app.webhooks")
 router = APIRouter()
@@ -47,16 +46,9 @@ async def mlflow_webhook(request: Request, store: StoreDep, settings: SettingsDe
             {"detail": "webhooks are off: set MLSTACK_WEBHOOK_SECRET_FILE to receive them"}, 404
         )
     try:
-        body = await requests.read_body(
-            request.receive,
-            request.headers.get("content-length", "").encode("latin-1") or None,
-            webhooks.MAX_BODY_BYTES,
-            "the webhook body limit",
+        _, _, event = await webhooks.receive_delivery(
+            check, request.receive, request.scope["headers"]
         )
-        event = check.event(webhooks.lower(request.scope["headers"]), body)
-    except PayloadTooLarge as exc:
-        metrics.WEBHOOKS.labels("413").inc()
-        return JSONResponse({"detail": str(exc)}, 413)
     except webhooks.WebhookRefused as exc:
         metrics.WEBHOOKS.labels(str(exc.status)).inc()
         log.warning("webhook.refused", status=exc.status, reason=str(exc))

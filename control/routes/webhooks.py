@@ -17,8 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from control import metrics
 from control import webhooks as relaying
 from control.deps import SettingsDep
-from control.errors import PayloadTooLarge
-from kernel import requests, webhooks
+from kernel import webhooks
 
 log = structlog.get_logger("control.webhooks")
 router = APIRouter(tags=["webhooks"])
@@ -51,17 +50,9 @@ async def mlflow_webhook(request: Request, settings: SettingsDep) -> JSONRespons
             404,
         )
     try:
-        body = await requests.read_body(
-            request.receive,
-            request.headers.get("content-length", "").encode("latin-1") or None,
-            webhooks.MAX_BODY_BYTES,
-            "the webhook body limit",
+        headers, body, event = await webhooks.receive_delivery(
+            check, request.receive, request.scope["headers"]
         )
-        headers = webhooks.lower(request.scope["headers"])
-        event = check.event(headers, body)
-    except PayloadTooLarge as exc:
-        metrics.WEBHOOKS.labels("413").inc()
-        return JSONResponse({"detail": str(exc)}, 413)
     except webhooks.WebhookRefused as exc:
         metrics.WEBHOOKS.labels(str(exc.status)).inc()
         log.warning("webhook.refused", status=exc.status, reason=str(exc))
